@@ -1,0 +1,26 @@
+# medrepro: five medical-imaging deep-learning papers reproduced end to end on a CPU.
+# This file only loads the config, validates it, includes the rules and names the targets;
+# everything else lives in workflow/rules/ (one file per paper and per shared stage).
+
+from snakemake.utils import min_version
+
+min_version("9.20")
+
+
+configfile: "config.yaml"
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/export.smk"
+include: "workflow/rules/quantize.smk"
+include: "workflow/rules/benchmark.smk"
+include: "workflow/rules/cephalometry.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        rules.cephalometry.input,

@@ -1,0 +1,33 @@
+# Shared stage: post-training INT8 quantization with NNCF accuracy control, validated on the
+# paper's own metric (the task registered under the paper's name in medrepro.tasks).
+
+
+def quantization_settings(wildcards):
+    return paper_settings(wildcards.paper)["quantization"]
+
+
+rule quantize_model:
+    input:
+        bundle="results/{paper}/models/{model}/model.pt",
+        ir="results/{paper}/models/{model}/export/model_fp32.xml",
+        dataset="results/{paper}/preprocessed/dataset.npz",
+        splits="results/{paper}/preprocessed/splits.csv",
+    output:
+        ir=multiext("results/{paper}/models/{model}/int8/model_int8", ".xml", ".bin"),
+        report="results/{paper}/models/{model}/int8/quantization.json",
+    params:
+        max_drop=lambda wc: quantization_settings(wc)["max_drop"],
+        subset_size=lambda wc: quantization_settings(wc)["subset_size"],
+    log:
+        "logs/{paper}/quantize/{model}.log",
+    threads: THREADS
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    shell:
+        "{MEDREPRO} quantize --bundle {input.bundle} --ir {input.ir} --task {wildcards.paper}"
+        " --dataset {input.dataset} --splits {input.splits}"
+        " --calibration-split train --validation-split val"
+        " --max-drop {params.max_drop} --subset-size {params.subset_size}"
+        " --mode accuracy_control --threads {threads}"
+        " --out-dir results/{wildcards.paper}/models/{wildcards.model}/int8 > {log} 2>&1"

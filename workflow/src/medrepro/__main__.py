@@ -1,0 +1,3 @@
+from medrepro.cli import main
+
+raise SystemExit(main())

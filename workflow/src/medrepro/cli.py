@@ -1,0 +1,60 @@
+"""Command-line entry point: ``python -m medrepro <stage> [options]``.
+
+Every Snakemake rule calls one stage through this entry point. Each stage lives in its own
+module, which exposes ``main(argv: list[str] | None) -> int`` with its own ``argparse`` parser;
+this file only maps stage names to modules, imported lazily so that ``--help`` stays fast.
+
+A stage that meets bad input raises :class:`medrepro.io.errors.InputError`; the message names
+the file and the problem, it is printed on stderr and the process exits with status 2.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+__all__ = ["COMMANDS", "main"]
+
+#: stage name -> (module exposing ``main(argv)``, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    # cephalometry (paper 000)
+    "ceph-phantoms": ("medrepro.phantoms.head_ct_cli", "generate synthetic head CT phantoms (NIfTI + Slicer markups)"),
+    "ceph-preprocess": ("medrepro.preprocessing.cephalometry", "LPS, resample, crop/pad, HU clip, z-score -> dataset.npz"),
+    "ceph-evaluate": ("medrepro.tasks.cephalometry_evaluate", "predict landmarks with every backend, errors in mm"),
+    "ceph-report": ("medrepro.report.cephalometry", "tables, figures, claims, report.md, provenance.json"),
+    # shared stages
+    "split": ("medrepro.data.split", "split cases into train/val/test by patient"),
+    "select-inputs": ("medrepro.data.select_inputs", "write the network inputs of one split to inputs.npz"),
+    "train": ("medrepro.training.cli", "train a model from the registry, resumable, seeded"),
+    "export": ("medrepro.deployment.export", "PyTorch -> ONNX and OpenVINO IR (FP32, FP16), parity check"),
+    "quantize": ("medrepro.deployment.quantize", "NNCF accuracy-aware INT8 post-training quantization"),
+    "benchmark": ("medrepro.benchmark.driver", "latency/throughput/memory, one process per configuration"),
+    "benchmark-worker": ("medrepro.benchmark.worker", "run one benchmark configuration (called by 'benchmark')"),
+}
+
+
+def _usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = ["usage: python -m medrepro <stage> [options]", "", "stages:"]
+    lines += [f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Dispatch to a stage; return the process exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in {"-h", "--help"}:
+        print(_usage())
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"error: unknown stage {name!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    from medrepro.io.errors import InputError
+
+    module = importlib.import_module(COMMANDS[name][0])
+    try:
+        return int(module.main(rest) or 0)
+    except InputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2

@@ -1,0 +1,1 @@
+"""Case lists, splits and network inputs shared by all papers."""

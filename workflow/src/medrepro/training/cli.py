@@ -1,0 +1,48 @@
+"""Stage ``train``: train one model of the registry for one task."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from medrepro.training.loop import TrainConfig
+
+__all__ = ["main"]
+
+#: task -> trainer
+TRAINERS = {"cephalometry": "landmarks"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="medrepro train", description=__doc__)
+    parser.add_argument("--task", required=True, choices=sorted(TRAINERS))
+    parser.add_argument("--dataset", type=Path, required=True)
+    parser.add_argument("--splits", type=Path, required=True)
+    parser.add_argument("--arch", required=True)
+    parser.add_argument("--model-kwargs", default="{}", help="JSON object of architecture arguments")
+    parser.add_argument("--epochs", type=int, required=True)
+    parser.add_argument("--batch-size", type=int, required=True)
+    parser.add_argument("--lr", type=float, required=True)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out-dir", type=Path, required=True)
+    args = parser.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    torch.set_num_interop_threads(1)
+    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+    from medrepro.training.landmarks import train_landmarks
+
+    train_landmarks(
+        task_name=args.task,
+        dataset=args.dataset,
+        splits=args.splits,
+        arch=args.arch,
+        model_kwargs=json.loads(args.model_kwargs),
+        config=config,
+        out_dir=args.out_dir,
+    )
+    return 0
