@@ -13,11 +13,21 @@ configfile: "config.yaml"
 report: "workflow/report/workflow.rst"
 
 
+envvars:
+    "PATH",
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/export.smk"
 include: "workflow/rules/quantize.smk"
 include: "workflow/rules/benchmark.smk"
 include: "workflow/rules/cephalometry.smk"
+
+
+wildcard_constraints:
+    paper="|".join(PAPERS),
+    model=r"[a-z][a-z0-9_]*",
+    split="train|val|test",
 
 
 rule all:

@@ -3,10 +3,6 @@
 # The rule takes every core the scheduler has, so no other job runs beside a measurement.
 
 
-def benchmark_settings(wildcards):
-    return paper_settings(wildcards.paper)["benchmark"]
-
-
 rule benchmark_model:
     input:
         bundle="results/{paper}/models/{model}/model.pt",
@@ -18,6 +14,14 @@ rule benchmark_model:
         raw="results/{paper}/benchmark/{model}_raw.csv",
         perf_counters="results/{paper}/benchmark/{model}_perf_counters.csv",
         sysinfo="results/{paper}/benchmark/{model}_sysinfo.json",
+    log:
+        "logs/{paper}/benchmark/{model}.log",
+    conda:
+        ENV
+    threads: workflow.cores
+    resources:
+        mem_mb=benchmark_mem_limit_mb(),
+        runtime=240,
     params:
         shape=lambda wc: " ".join(map(str, benchmark_settings(wc)["shape"])),
         batches=lambda wc: " ".join(map(str, benchmark_settings(wc)["batches"])),
@@ -28,14 +32,8 @@ rule benchmark_model:
         bench_threads=benchmark_threads(),
         mem_limit_mb=benchmark_mem_limit_mb(),
         timeout_s=config["benchmark"]["timeout_s"],
-    log:
-        "logs/{paper}/benchmark/{model}.log",
-    threads: workflow.cores
-    resources:
-        mem_mb=benchmark_mem_limit_mb(),
-        runtime=240,
     shell:
-        "{MEDREPRO} benchmark --model-name {wildcards.model} --bundle {input.bundle}"
+        "python -m medrepro benchmark --model-name {wildcards.model} --bundle {input.bundle}"
         " --onnx {input.onnx} --ir-fp32 {input.ir_fp32} --ir-int8 {input.ir_int8}"
         " --shape {params.shape} --threads {params.bench_threads} --batches {params.batches}"
         " --samples {params.samples} --warmup {params.warmup} --iterations {params.iterations}"

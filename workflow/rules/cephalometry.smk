@@ -2,60 +2,25 @@
 # OpenVINO deployment. Phantom CT -> LPS, resampling, HU window, z-score -> VGG regressor and
 # stacked hourglass -> ONNX / IR / INT8 -> errors in mm and benchmarks -> report.
 
-CEPH = paper_settings("cephalometry")
-CEPH_MODELS = list(CEPH["models"])
-CEPH_RESULTS = "results/cephalometry"
-CEPH_PHANTOMS = "data/cephalometry/synthetic"
-
-
-def ceph_cohort():
-    """The cohort directory (with cases.csv): the user's data, or the generated phantoms."""
-    return CEPH["data_dir"] or CEPH_PHANTOMS
-
-
-def ceph_paper_models(role):
-    return [m for m, entry in CEPH["models"].items() if entry.get("paper_role") == role]
-
-
-def ceph_report_inputs():
-    per_model = [
-        "models/{model}/predictions.csv",
-        "models/{model}/history.csv",
-        "models/{model}/export/parity.json",
-        "models/{model}/int8/quantization.json",
-        "benchmark/{model}.csv",
-        "benchmark/{model}_perf_counters.csv",
-        "benchmark/{model}_sysinfo.json",
-    ]
-    files = [f"{CEPH_RESULTS}/preprocessed/dataset.npz", f"{CEPH_RESULTS}/preprocessed/splits.csv"]
-    files += expand(f"{CEPH_RESULTS}/{{f}}", f=[p.format(model=m) for m in CEPH_MODELS for p in per_model])
-    return files
-
-
-CEPH_REPORT_ARGS = (
-    f"--results-dir {CEPH_RESULTS} --models {' '.join(CEPH_MODELS)}"
-    f" --direct-models {' '.join(ceph_paper_models('direct_regression')) or 'none'}"
-    f" --hourglass-models {' '.join(ceph_paper_models('hourglass')) or 'none'}"
-    f" --dataset {CEPH_RESULTS}/preprocessed/dataset.npz"
-    f" --splits {CEPH_RESULTS}/preprocessed/splits.csv --seed {SEED} --scale {SCALE}"
-)
-
 
 rule ceph_phantoms:
     output:
         directory(CEPH_PHANTOMS),
-    params:
-        n_patients=CEPH["phantoms"]["n_patients"],
-        spacing_mm=CEPH["phantoms"]["spacing_mm"],
     log:
         "logs/cephalometry/phantoms.log",
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=4000,
         runtime=30,
+    params:
+        n_patients=CEPH["phantoms"]["n_patients"],
+        spacing_mm=CEPH["phantoms"]["spacing_mm"],
+        seed=SEED,
     shell:
-        "{MEDREPRO} ceph-phantoms --out-dir {output} --n-patients {params.n_patients}"
-        " --spacing-mm {params.spacing_mm} --seed {SEED} > {log} 2>&1"
+        "python -m medrepro ceph-phantoms --out-dir {output} --n-patients {params.n_patients}"
+        " --spacing-mm {params.spacing_mm} --seed {params.seed} > {log} 2>&1"
 
 
 rule ceph_split:
@@ -63,17 +28,20 @@ rule ceph_split:
         cohort=ceph_cohort(),
     output:
         f"{CEPH_RESULTS}/preprocessed/splits.csv",
-    params:
-        fractions=" ".join(map(str, CEPH["split_fractions"])),
     log:
         "logs/cephalometry/split.log",
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=1000,
         runtime=5,
+    params:
+        fractions=" ".join(map(str, CEPH["split_fractions"])),
+        seed=SEED,
     shell:
-        "{MEDREPRO} split --cases {input.cohort}/cases.csv --out {output}"
-        " --fractions {params.fractions} --seed {SEED} > {log} 2>&1"
+        "python -m medrepro split --cases {input.cohort}/cases.csv --out {output}"
+        " --fractions {params.fractions} --seed {params.seed} > {log} 2>&1"
 
 
 rule ceph_preprocess:
@@ -81,19 +49,21 @@ rule ceph_preprocess:
         cohort=ceph_cohort(),
     output:
         f"{CEPH_RESULTS}/preprocessed/dataset.npz",
+    log:
+        "logs/cephalometry/preprocess.log",
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=60,
     params:
         spacing=" ".join(map(str, CEPH["input"]["spacing_mm"])),
         shape=" ".join(map(str, CEPH["input"]["shape"])),
         window=" ".join(map(str, CEPH["hu_window"])),
         labels=" ".join(CEPH["landmarks"]),
-    log:
-        "logs/cephalometry/preprocess.log",
-    threads: 1
-    resources:
-        mem_mb=8000,
-        runtime=60,
     shell:
-        "{MEDREPRO} ceph-preprocess --cases {input.cohort}/cases.csv --out {output}"
+        "python -m medrepro ceph-preprocess --cases {input.cohort}/cases.csv --out {output}"
         " --spacing {params.spacing} --shape {params.shape} --hu-window {params.window}"
         " --labels {params.labels} > {log} 2>&1"
 
@@ -106,12 +76,14 @@ rule ceph_select_inputs:
         f"{CEPH_RESULTS}/preprocessed/inputs_{{split}}.npz",
     log:
         "logs/cephalometry/select_inputs_{split}.log",
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=4000,
         runtime=5,
     shell:
-        "{MEDREPRO} select-inputs --dataset {input.dataset} --splits {input.splits}"
+        "python -m medrepro select-inputs --dataset {input.dataset} --splits {input.splits}"
         " --split {wildcards.split} --out {output} > {log} 2>&1"
 
 
@@ -122,23 +94,29 @@ rule ceph_train:
     output:
         bundle=f"{CEPH_RESULTS}/models/{{model}}/model.pt",
         history=f"{CEPH_RESULTS}/models/{{model}}/history.csv",
-    params:
-        arch=lambda wc: model_config("cephalometry", wc.model)["arch"],
-        kwargs=lambda wc: as_json(model_config("cephalometry", wc.model)["kwargs"]),
-        epochs=lambda wc: model_config("cephalometry", wc.model)["training"]["epochs"],
-        batch_size=lambda wc: model_config("cephalometry", wc.model)["training"]["batch_size"],
-        lr=lambda wc: model_config("cephalometry", wc.model)["training"]["lr"],
     log:
         "logs/cephalometry/train/{model}.log",
+    conda:
+        ENV
     threads: THREADS
     resources:
         mem_mb=8000,
         runtime=240,
+    params:
+        arch=lambda wc: model_config("cephalometry", wc.model)["arch"],
+        kwargs=lambda wc: as_json(model_config("cephalometry", wc.model)["kwargs"]),
+        epochs=lambda wc: model_config("cephalometry", wc.model)["training"]["epochs"],
+        batch_size=lambda wc: model_config("cephalometry", wc.model)["training"][
+            "batch_size"
+        ],
+        lr=lambda wc: model_config("cephalometry", wc.model)["training"]["lr"],
+        seed=SEED,
+        out_dir=lambda wc, output: os.path.dirname(output.bundle),
     shell:
-        "{MEDREPRO} train --task cephalometry --dataset {input.dataset} --splits {input.splits}"
+        "python -m medrepro train --task cephalometry --dataset {input.dataset} --splits {input.splits}"
         " --arch {params.arch} --model-kwargs '{params.kwargs}' --epochs {params.epochs}"
-        " --batch-size {params.batch_size} --lr {params.lr} --seed {SEED} --threads {threads}"
-        " --out-dir {CEPH_RESULTS}/models/{wildcards.model} > {log} 2>&1"
+        " --batch-size {params.batch_size} --lr {params.lr} --seed {params.seed} --threads {threads}"
+        " --out-dir {params.out_dir} > {log} 2>&1"
 
 
 rule ceph_evaluate:
@@ -152,12 +130,14 @@ rule ceph_evaluate:
         f"{CEPH_RESULTS}/models/{{model}}/predictions.csv",
     log:
         "logs/cephalometry/evaluate/{model}.log",
+    conda:
+        ENV
     threads: THREADS
     resources:
         mem_mb=6000,
         runtime=30,
     shell:
-        "{MEDREPRO} ceph-evaluate --bundle {input.bundle} --ir-fp32 {input.ir_fp32}"
+        "python -m medrepro ceph-evaluate --bundle {input.bundle} --ir-fp32 {input.ir_fp32}"
         " --ir-int8 {input.ir_int8} --dataset {input.dataset} --splits {input.splits}"
         " --split test --threads {threads} --out {output} > {log} 2>&1"
 
@@ -171,7 +151,14 @@ rule ceph_report:
         provenance=f"{CEPH_RESULTS}/provenance.json",
         tables=expand(
             f"{CEPH_RESULTS}/tables/{{t}}.csv",
-            t=["table1_rmse", "table2_sdr", "table3_5_speed", "table4_6_batch", "deployment", "perf_counters"],
+            t=[
+                "table1_rmse",
+                "table2_sdr",
+                "table3_5_speed",
+                "table4_6_batch",
+                "deployment",
+                "perf_counters",
+            ],
         ),
         figures=[
             report(
@@ -180,18 +167,28 @@ rule ceph_report:
                 category="cephalometry",
                 labels={"paper": "cephalometry", "figure": name},
             )
-            for name in ["speedup", "batch_fps", "error_cdf", "training_curves", "perf_counters", "landmarks_example"]
+            for name in [
+                "speedup",
+                "batch_fps",
+                "error_cdf",
+                "training_curves",
+                "perf_counters",
+                "landmarks_example",
+            ]
         ],
-    params:
-        config=as_json(config),
     log:
         "logs/cephalometry/report.log",
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=4000,
         runtime=10,
+    params:
+        args=CEPH_REPORT_ARGS,
+        config=as_json(config),
     shell:
-        "{MEDREPRO} ceph-report {CEPH_REPORT_ARGS} --config-json '{params.config}' > {log} 2>&1"
+        "python -m medrepro ceph-report {params.args} --config-json '{params.config}' > {log} 2>&1"
 
 
 rule cephalometry:
@@ -204,13 +201,16 @@ rule cephalometry_figures:
     # results already computed (nothing is retrained when they are up to date).
     input:
         ceph_report_inputs(),
-    params:
-        config=as_json(config),
     log:
         "logs/cephalometry/figures.log",
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=4000,
         runtime=10,
+    params:
+        args=CEPH_REPORT_ARGS,
+        config=as_json(config),
     shell:
-        "{MEDREPRO} ceph-report {CEPH_REPORT_ARGS} --config-json '{params.config}' > {log} 2>&1"
+        "python -m medrepro ceph-report {params.args} --config-json '{params.config}' > {log} 2>&1"

@@ -1,5 +1,5 @@
-# Shared helpers: config validation, scale resolution, wildcard constraints, the command that
-# every rule runs. No heavy imports here: this code runs again for every cluster job.
+# Shared helpers: config validation, scale resolution, the interpreter that
+# every job runs. No heavy imports here, since this code runs again for every cluster job.
 
 import copy
 import json
@@ -8,24 +8,22 @@ import sys
 
 from snakemake.utils import validate
 
-
 validate(config, schema="../schemas/config.schema.yaml")
 
 SCALE = config["scale"]
 SEED = config["seed"]
 THREADS = config["threads"]
 
-# Every rule calls the project's package through its command-line entry point.
-MEDREPRO = f"{sys.executable} -m medrepro"
+# Every rule calls the project's package through its command-line entry point,
+# `python -m medrepro <stage>`: put the interpreter that runs Snakemake (the project's
+# environment) first on the PATH of the jobs.
+os.environ["PATH"] = os.pathsep.join(
+    [os.path.dirname(sys.executable), os.environ["PATH"]]
+)
+ENV = "../../envs/medrepro.yaml"
 
 # The papers whose rules are included so far.
 PAPERS = ["cephalometry"]
-
-
-wildcard_constraints:
-    paper="|".join(PAPERS),
-    model=r"[a-z][a-z0-9_]*",
-    split="train|val|test",
 
 
 def deep_merge(base, override):
@@ -66,4 +64,69 @@ def model_config(paper, model):
     settings = paper_settings(paper)
     entry = settings["models"][model]
     kwargs = deep_merge(settings["arch_kwargs"].get(entry["arch"], {}), entry["kwargs"])
-    return {"arch": entry["arch"], "kwargs": kwargs, "training": settings["training"][entry["arch"]]}
+    return {
+        "arch": entry["arch"],
+        "kwargs": kwargs,
+        "training": settings["training"][entry["arch"]],
+    }
+
+
+# --- quantize ---
+
+
+def quantization_settings(wildcards):
+    return paper_settings(wildcards.paper)["quantization"]
+
+
+# --- benchmark ---
+
+
+def benchmark_settings(wildcards):
+    return paper_settings(wildcards.paper)["benchmark"]
+
+
+# --- cephalometry ---
+
+CEPH = paper_settings("cephalometry")
+CEPH_MODELS = list(CEPH["models"])
+CEPH_RESULTS = "results/cephalometry"
+CEPH_PHANTOMS = "data/cephalometry/synthetic"
+
+
+def ceph_cohort():
+    """The cohort directory (with cases.csv): the user's data, or the generated phantoms."""
+    return CEPH["data_dir"] or CEPH_PHANTOMS
+
+
+def ceph_paper_models(role):
+    return [m for m, entry in CEPH["models"].items() if entry.get("paper_role") == role]
+
+
+def ceph_report_inputs():
+    per_model = [
+        "models/{model}/predictions.csv",
+        "models/{model}/history.csv",
+        "models/{model}/export/parity.json",
+        "models/{model}/int8/quantization.json",
+        "benchmark/{model}.csv",
+        "benchmark/{model}_perf_counters.csv",
+        "benchmark/{model}_sysinfo.json",
+    ]
+    files = [
+        f"{CEPH_RESULTS}/preprocessed/dataset.npz",
+        f"{CEPH_RESULTS}/preprocessed/splits.csv",
+    ]
+    files += expand(
+        f"{CEPH_RESULTS}/{{f}}",
+        f=[p.format(model=m) for m in CEPH_MODELS for p in per_model],
+    )
+    return files
+
+
+CEPH_REPORT_ARGS = (
+    f"--results-dir {CEPH_RESULTS} --models {' '.join(CEPH_MODELS)}"
+    f" --direct-models {' '.join(ceph_paper_models('direct_regression')) or 'none'}"
+    f" --hourglass-models {' '.join(ceph_paper_models('hourglass')) or 'none'}"
+    f" --dataset {CEPH_RESULTS}/preprocessed/dataset.npz"
+    f" --splits {CEPH_RESULTS}/preprocessed/splits.csv --seed {SEED} --scale {SCALE}"
+)

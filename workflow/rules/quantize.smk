@@ -2,10 +2,6 @@
 # paper's own metric (the task registered under the paper's name in medrepro.tasks).
 
 
-def quantization_settings(wildcards):
-    return paper_settings(wildcards.paper)["quantization"]
-
-
 rule quantize_model:
     input:
         bundle="results/{paper}/models/{model}/model.pt",
@@ -15,17 +11,19 @@ rule quantize_model:
     output:
         ir=multiext("results/{paper}/models/{model}/int8/model_int8", ".xml", ".bin"),
         report="results/{paper}/models/{model}/int8/quantization.json",
-    params:
-        max_drop=lambda wc: quantization_settings(wc)["max_drop"],
-        subset_size=lambda wc: quantization_settings(wc)["subset_size"],
     log:
         "logs/{paper}/quantize/{model}.log",
+    conda:
+        ENV
     threads: THREADS
     resources:
         mem_mb=8000,
         runtime=60,
+    params:
+        max_drop=lambda wc: quantization_settings(wc)["max_drop"],
+        subset_size=lambda wc: quantization_settings(wc)["subset_size"],
     shell:
-        "{MEDREPRO} quantize --bundle {input.bundle} --ir {input.ir} --task {wildcards.paper}"
+        "python -m medrepro quantize --bundle {input.bundle} --ir {input.ir} --task {wildcards.paper}"
         " --dataset {input.dataset} --splits {input.splits}"
         " --calibration-split train --validation-split val"
         " --max-drop {params.max_drop} --subset-size {params.subset_size}"
