@@ -46,11 +46,15 @@ def test_index_mm_agree_with_simpleitk(name: str) -> None:
     idx = np.random.default_rng(1).uniform(-3, 9, size=(2, 6, 3))
     mm = index_to_mm(grid, idx)
     assert mm.shape == (2, 6, 3)
-    expected = np.array([img.TransformContinuousIndexToPhysicalPoint(p.tolist()) for p in idx.reshape(-1, 3)])
+    expected = np.array(
+        [img.TransformContinuousIndexToPhysicalPoint(p.tolist()) for p in idx.reshape(-1, 3)]
+    )
     np.testing.assert_allclose(mm.reshape(-1, 3), expected, atol=1e-9)
     back = mm_to_index(grid, mm)
     np.testing.assert_allclose(back, idx, atol=1e-9)
-    expected_idx = np.array([img.TransformPhysicalPointToContinuousIndex(p.tolist()) for p in expected])
+    expected_idx = np.array(
+        [img.TransformPhysicalPointToContinuousIndex(p.tolist()) for p in expected]
+    )
     np.testing.assert_allclose(back.reshape(-1, 3), expected_idx, atol=1e-9)
 
 
@@ -59,7 +63,9 @@ def test_centre_and_grid_from_centre(name: str) -> None:
     img = _image(DIRECTIONS[name])
     grid = Grid.of(img)
     centre = centre_mm(grid)
-    np.testing.assert_allclose(centre, img.TransformContinuousIndexToPhysicalPoint([3.0, 2.0, 1.5]), atol=1e-9)
+    np.testing.assert_allclose(
+        centre, img.TransformContinuousIndexToPhysicalPoint([3.0, 2.0, 1.5]), atol=1e-9
+    )
     rebuilt = grid_from_centre(centre, grid.spacing, grid.size, grid.direction)
     np.testing.assert_allclose(rebuilt.origin, grid.origin, atol=1e-9)
     np.testing.assert_array_equal(rebuilt.size, grid.size)

@@ -38,7 +38,7 @@ def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.integration
 def test_every_output_exists_and_parses(smoke_run: Path) -> None:
     res = smoke_run / RESULTS
-    claims = pd.read_csv(res / "claims.csv")
+    claims = pd.read_csv(res / "claims.csv", keep_default_na=False)
     assert list(claims.columns[:4]) == ["claim", "paper", "measured", "holds"]
     assert set(claims["holds"]) <= {"yes", "no", "n/a"}
     assert len(claims) >= 5

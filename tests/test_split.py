@@ -27,7 +27,9 @@ def test_no_patient_in_two_splits() -> None:
     assert out["case_id"].tolist() == cases["case_id"].tolist()
     assert (out.groupby("patient_id")["split"].nunique() == 1).all()
     per_split = out.groupby("split")["patient_id"].nunique()
-    assert tuple(per_split[name] for name in ("train", "val", "test")) == split_counts(12, (0.6, 0.2, 0.2))
+    assert tuple(per_split[name] for name in ("train", "val", "test")) == split_counts(
+        12, (0.6, 0.2, 0.2)
+    )
     assert set(out["split"]) == {"train", "val", "test"}
 
 
@@ -38,8 +40,12 @@ def test_deterministic_and_row_order_independent() -> None:
     pd.testing.assert_frame_equal(a, b)
     shuffled = cases.sample(frac=1.0, random_state=7).reset_index(drop=True)
     c = split_by_patient(shuffled, seed=3)
-    assert dict(zip(c["case_id"], c["split"], strict=True)) == dict(zip(a["case_id"], a["split"], strict=True))
-    assert any(not split_by_patient(cases, seed=s)["split"].equals(a["split"]) for s in range(4, 10))
+    assert dict(zip(c["case_id"], c["split"], strict=True)) == dict(
+        zip(a["case_id"], a["split"], strict=True)
+    )
+    assert any(
+        not split_by_patient(cases, seed=s)["split"].equals(a["split"]) for s in range(4, 10)
+    )
 
 
 def test_small_cohorts() -> None:
@@ -62,9 +68,27 @@ def test_split_counts(n: int) -> None:
 
 def test_main_writes_csv(tmp_path: Path) -> None:
     cases_csv = tmp_path / "cases.csv"
-    _cases(6).assign(timepoint="0", image="x.nii.gz", landmarks="x.mrk.json").to_csv(cases_csv, index=False)
+    _cases(6).assign(timepoint="0", image="x.nii.gz", landmarks="x.mrk.json").to_csv(
+        cases_csv, index=False
+    )
     out = tmp_path / "out" / "splits.csv"
-    assert main(["--cases", str(cases_csv), "--out", str(out), "--fractions", "0.5", "0.25", "0.25", "--seed", "1"]) == 0
+    assert (
+        main(
+            [
+                "--cases",
+                str(cases_csv),
+                "--out",
+                str(out),
+                "--fractions",
+                "0.5",
+                "0.25",
+                "0.25",
+                "--seed",
+                "1",
+            ]
+        )
+        == 0
+    )
     df = pd.read_csv(out, dtype=str)
     assert list(df.columns) == ["case_id", "patient_id", "split"]
     assert np.all(df.groupby("patient_id")["split"].nunique() == 1)

@@ -98,8 +98,10 @@ def ceph_cohort():
     return CEPH["data_dir"] or CEPH_PHANTOMS
 
 
-def ceph_paper_models(role):
-    return [m for m, entry in CEPH["models"].items() if entry.get("paper_role") == role]
+def ceph_paper_model(role):
+    """The model playing ``role`` in the paper (``direct_regression`` or ``hourglass``)."""
+    names = [m for m, entry in CEPH["models"].items() if entry.get("paper_role") == role]
+    return names[0] if names else "none"
 
 
 def ceph_report_inputs():
@@ -125,8 +127,7 @@ def ceph_report_inputs():
 
 CEPH_REPORT_ARGS = (
     f"--results-dir {CEPH_RESULTS} --models {' '.join(CEPH_MODELS)}"
-    f" --direct-models {' '.join(ceph_paper_models('direct_regression')) or 'none'}"
-    f" --hourglass-models {' '.join(ceph_paper_models('hourglass')) or 'none'}"
+    f" --paper-models {ceph_paper_model('direct_regression')} {ceph_paper_model('hourglass')}"
     f" --dataset {CEPH_RESULTS}/preprocessed/dataset.npz"
-    f" --splits {CEPH_RESULTS}/preprocessed/splits.csv --seed {SEED} --scale {SCALE}"
+    f" --splits {CEPH_RESULTS}/preprocessed/splits.csv --seed {SEED}"
 )

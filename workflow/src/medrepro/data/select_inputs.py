@@ -25,7 +25,12 @@ _SPLITS = ("train", "val", "test")
 
 
 def select_inputs(
-    images: np.ndarray, case_id: Sequence[str], splits: pd.DataFrame, split: str, *, source: str | Path = "splits"
+    images: np.ndarray,
+    case_id: Sequence[str],
+    splits: pd.DataFrame,
+    split: str,
+    *,
+    source: str | Path = "splits",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Pick the images of one split and add the channel axis.
 
@@ -69,12 +74,17 @@ def _load_dataset(path: Path) -> tuple[np.ndarray, np.ndarray]:
     except (OSError, ValueError, zipfile.BadZipFile) as err:
         raise InputError(path, f"unreadable npz: {err}") from err
     if images.ndim != 4 or case_id.shape != (images.shape[0],):
-        raise InputError(path, f"expected images (N, X, Y, Z) and case_id (N,), got {images.shape} and {case_id.shape}")
+        raise InputError(
+            path,
+            f"expected images (N, X, Y, Z) and case_id (N,), got {images.shape} and {case_id.shape}",
+        )
     return images, case_id
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="medrepro select-inputs", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="medrepro select-inputs", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--dataset", type=Path, required=True, help="dataset.npz")
     parser.add_argument("--splits", type=Path, required=True, help="splits.csv")
     parser.add_argument("--split", choices=_SPLITS, default="test", help="which split")

@@ -38,7 +38,9 @@ def split_counts(n_patients: int, fractions: Sequence[float]) -> tuple[int, int,
     """
     f = np.asarray(fractions, dtype=np.float64)
     if f.shape != (3,) or not np.all(np.isfinite(f)) or np.any(f <= 0) or abs(f.sum() - 1.0) > 1e-6:
-        raise ValueError(f"fractions must be 3 positive numbers summing to 1, got {list(fractions)}")
+        raise ValueError(
+            f"fractions must be 3 positive numbers summing to 1, got {list(fractions)}"
+        )
     if n_patients < 3:
         raise ValueError(f"need at least 3 patients for 3 non-empty splits, got {n_patients}")
     exact = f * n_patients
@@ -79,25 +81,42 @@ def split_by_patient(
     case_id = cases["case_id"].astype(str)
     patient_id = cases["patient_id"].astype(str)
     if case_id.duplicated().any():
-        raise InputError(source, f"duplicate case_id {case_id[case_id.duplicated()].unique().tolist()}")
+        raise InputError(
+            source, f"duplicate case_id {case_id[case_id.duplicated()].unique().tolist()}"
+        )
     if (case_id.str.strip() == "").any() or (patient_id.str.strip() == "").any():
         raise InputError(source, "empty case_id or patient_id")
     patients = np.array(sorted(patient_id.unique()))
     if len(patients) < 3:
-        raise InputError(source, f"need at least 3 patients for train/val/test, got {len(patients)}")
+        raise InputError(
+            source, f"need at least 3 patients for train/val/test, got {len(patients)}"
+        )
     n_train, n_val, _ = split_counts(len(patients), fractions)
     order = patients[np.random.default_rng(seed).permutation(len(patients))]
     assignment = {p: SPLITS[0] for p in order[:n_train]}
     assignment |= {p: SPLITS[1] for p in order[n_train : n_train + n_val]}
     assignment |= {p: SPLITS[2] for p in order[n_train + n_val :]}
-    return pd.DataFrame({"case_id": case_id.to_numpy(), "patient_id": patient_id.to_numpy(), "split": patient_id.map(assignment).to_numpy()})
+    return pd.DataFrame(
+        {
+            "case_id": case_id.to_numpy(),
+            "patient_id": patient_id.to_numpy(),
+            "split": patient_id.map(assignment).to_numpy(),
+        }
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="medrepro split", description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=Path, required=True, help="table with case_id, patient_id")
     parser.add_argument("--out", type=Path, required=True, help="output splits.csv")
-    parser.add_argument("--fractions", type=float, nargs=3, default=(0.6, 0.2, 0.2), metavar="F", help="train val test fractions of patients")
+    parser.add_argument(
+        "--fractions",
+        type=float,
+        nargs=3,
+        default=(0.6, 0.2, 0.2),
+        metavar="F",
+        help="train val test fractions of patients",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the patient permutation")
     return parser
 
@@ -115,7 +134,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     write_csv(splits, args.out)
     for name in SPLITS:
         part = splits[splits["split"] == name]
-        print(f"{name}: {part['patient_id'].nunique()} patients, {len(part)} cases", file=sys.stderr)
+        print(
+            f"{name}: {part['patient_id'].nunique()} patients, {len(part)} cases", file=sys.stderr
+        )
     return 0
 
 

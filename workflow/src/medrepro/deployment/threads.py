@@ -12,7 +12,14 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["THREAD_ENV_VARS", "thread_env", "first_cpus", "pin_process", "cpu_affinity", "set_torch_threads"]
+__all__ = [
+    "THREAD_ENV_VARS",
+    "thread_env",
+    "first_cpus",
+    "pin_process",
+    "cpu_affinity",
+    "set_torch_threads",
+]
 
 #: environment variables read by the OpenMP / BLAS runtimes that torch and numpy may load
 THREAD_ENV_VARS = (
@@ -33,7 +40,11 @@ def thread_env(threads: int) -> dict[str, str]:
 
 def first_cpus(threads: int) -> list[int]:
     """The first ``threads`` CPUs this process may run on (all of them if fewer)."""
-    allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+    allowed = (
+        sorted(os.sched_getaffinity(0))
+        if hasattr(os, "sched_getaffinity")
+        else list(range(os.cpu_count() or 1))
+    )
     return allowed[: max(1, threads)]
 
 

@@ -63,7 +63,9 @@ def norm_layer(kind: str, channels: int, groups: int = 8) -> nn.Module:
         return nn.InstanceNorm3d(channels, affine=True)
     if kind == "group":
         if groups < 1 or channels % groups:
-            raise ValueError(f"GroupNorm: channels ({channels}) must be divisible by groups ({groups})")
+            raise ValueError(
+                f"GroupNorm: channels ({channels}) must be divisible by groups ({groups})"
+            )
         return nn.GroupNorm(groups, channels)
     if kind == "batch":
         return nn.BatchNorm3d(channels)
@@ -117,12 +119,20 @@ class ConvNormAct(nn.Sequential):
         norm_groups: int = 8,
     ) -> None:
         if in_ch % groups or out_ch % groups:
-            raise ValueError(f"conv groups ({groups}) must divide in ({in_ch}) and out ({out_ch}) channels")
+            raise ValueError(
+                f"conv groups ({groups}) must divide in ({in_ch}) and out ({out_ch}) channels"
+            )
         if bias is None:
             bias = norm.lower() == "none"
         super().__init__()
         self.conv = nn.Conv3d(
-            in_ch, out_ch, kernel, stride=stride, padding=(kernel - 1) // 2, groups=groups, bias=bias
+            in_ch,
+            out_ch,
+            kernel,
+            stride=stride,
+            padding=(kernel - 1) // 2,
+            groups=groups,
+            bias=bias,
         )
         self.norm = norm_layer(norm, out_ch, norm_groups)
         self.act = act_layer(act)
@@ -190,9 +200,18 @@ class ResNeXtBlock3d(nn.Module):
             raise ValueError(
                 f"ResNeXt block {in_ch}->{out_ch}: bottleneck width {mid_ch} not divisible by groups {groups}"
             )
-        self.conv1 = ConvNormAct(in_ch, mid_ch, 1, norm=norm, act="leaky_relu", norm_groups=norm_groups)
+        self.conv1 = ConvNormAct(
+            in_ch, mid_ch, 1, norm=norm, act="leaky_relu", norm_groups=norm_groups
+        )
         self.conv2 = ConvNormAct(
-            mid_ch, mid_ch, 3, stride=stride, norm=norm, act="leaky_relu", groups=groups, norm_groups=norm_groups
+            mid_ch,
+            mid_ch,
+            3,
+            stride=stride,
+            norm=norm,
+            act="leaky_relu",
+            groups=groups,
+            norm_groups=norm_groups,
         )
         self.conv3 = ConvNormAct(mid_ch, out_ch, 1, norm=norm, act="none", norm_groups=norm_groups)
         self.se = SqueezeExcitation3d(out_ch) if se else nn.Identity()

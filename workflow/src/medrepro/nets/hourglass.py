@@ -111,15 +111,18 @@ class StackedHourglass3D(nn.Module):
     is initialised to -4 (sigmoid 0.018) so the initial heatmaps are close to the mostly-zero
     targets.
 
-    Reconstructed defaults: ``width=32, depth=4, n_stacks=3`` -> per-level channels
-    ``(32, 64, 128, 256, 512)`` at ``1/2 .. 1/32`` of the input (``64x64x32 .. 4x4x2`` for
-    ``128x128x64``), ResNeXt cardinality ``out // 16`` (8-channel groups), GN(8):
-    **25,447,892 parameters** with ``K=4`` (paper: 25.5 M; the ``"deconv"`` variant adds
-    ``64 * 960`` per stack: 25,632,212). The paper's 6.9 GFLOP is not matched (this net is about
-    36 G multiply-adds at ``128x128x64``, most of it in the two top levels).
+    Reconstructed defaults (paper: 25.5 M parameters, 6.9 GFLOP): ``width=32, depth=5,
+    max_width=832, n_stacks=3`` -> per-level channels ``(32, 64, 128, 256, 512, 832)`` at
+    ``1/2 .. 1/64`` of the input (``64x64x32 .. 2x2x1`` for ``128x128x64``), ResNeXt
+    cardinality ``out // 16`` (8-channel groups), GN(8): **25,461,420 parameters** with
+    ``K=4``. The parameters sit in the cheap low-resolution levels (the cap 832 on the deepest
+    level was chosen to hit 25.5 M), so the network costs about 8.8 G multiply-adds (17.5 GFLOP
+    at 2 per MAC) at ``128x128x64``. ``upsample="deconv"`` adds ``64 C`` parameters per
+    upsampling (25,651,884 in total); ``"deconv2"`` adds ``8 C^2`` (33.8 M).
 
-    Small configurations: ``width=16, depth=3`` (about 1 M parameters) or ``width=32,
-    depth=3`` (about 4 M).
+    Small configurations: ``width=16, depth=3`` (0.65 M parameters, 0.41 G MAC at
+    ``64x64x32``) and ``width=32, depth=3`` (2.2 M, 1.06 G MAC); inputs must then be
+    multiples of 16 per side.
 
     Args:
         in_channels: input channels ``C`` of ``(N, C, X, Y, Z)``.
@@ -128,11 +131,14 @@ class StackedHourglass3D(nn.Module):
         width: channels at the top level (half input resolution); doubles per level.
         depth: downsamplings inside each hourglass; input sides must be divisible by
             ``2 * 2**depth``.
-        norm: ``"group"`` (paper), ``"instance"``, ``"batch"`` or ``"none"``.
+        norm: ``"group"`` (paper), ``"instance"``, ``"batch"`` or ``"none"``
+            (``"instance"`` needs more than one voxel at the innermost level, i.e. an input
+            larger than ``2 * 2**depth`` along some axis).
         upsample: ``"trilinear"`` (paper), ``"deconv"`` (OpenVINO workaround, trilinear at
             initialisation) or ``"deconv2"`` (plain learned ``ConvTranspose3d(k=2, s=2)``).
         groups: ResNeXt cardinality; ``None`` uses ``out // 16`` in each block.
-        max_width: cap on the per-level channels (``None``: no cap).
+        max_width: cap on the per-level channels (832 only bites at ``depth >= 5``;
+            ``None``: no cap).
         norm_groups: GroupNorm groups (8 in Lachinov's code); channels must be divisible by it.
         downsample: ``"conv"`` (``Conv3d(k=2, s=2)``, Lachinov) or ``"maxpool"`` (Newell).
         upsample_learnable: whether the ``"deconv"`` kernel is trained.
@@ -153,11 +159,11 @@ class StackedHourglass3D(nn.Module):
         n_landmarks: int = 4,
         n_stacks: int = 3,
         width: int = 32,
-        depth: int = 4,
+        depth: int = 5,
         norm: str = "group",
         upsample: str = "trilinear",
         groups: int | None = None,
-        max_width: int | None = None,
+        max_width: int | None = 832,
         norm_groups: int = 8,
         downsample: str = "conv",
         upsample_learnable: bool = True,
@@ -171,16 +177,23 @@ class StackedHourglass3D(nn.Module):
         self.n_stacks = n_stacks
         self.n_landmarks = n_landmarks
         for c in self.channels:
-            if norm == "group" and c % norm_groups:
-                raise ValueError(f"channels {self.channels} must be divisible by the GroupNorm groups ({norm_groups})")
-            if groups is not None and (c // 2) % groups:
+            mid = c // 2
+            card = max(1, c // 16) if groups is None else groups
+            if norm == "group" and (c % norm_groups or mid % norm_groups):
                 raise ValueError(
-                    f"bottleneck widths {[c // 2 for c in self.channels]} must be divisible by groups ({groups})"
+                    f"channels {self.channels} and their halves (ResNeXt bottlenecks) must be divisible "
+                    f"by the GroupNorm groups ({norm_groups}); use multiples of {2 * norm_groups}"
+                )
+            if mid < 1 or mid % card:
+                raise ValueError(
+                    f"bottleneck width {mid} (channels {c}) is not divisible by the ResNeXt groups ({card})"
                 )
         c0 = self.channels[0]
         bkw: dict[str, Any] = {"norm": norm, "norm_groups": norm_groups, "groups": groups, "se": se}
         self.stem = nn.Sequential(
-            ConvNormAct(in_channels, c0, 3, stride=2, norm=norm, act="leaky_relu", norm_groups=norm_groups),
+            ConvNormAct(
+                in_channels, c0, 3, stride=2, norm=norm, act="leaky_relu", norm_groups=norm_groups
+            ),
             ResNeXtBlock3d(c0, c0, **bkw),
         )
         self.hourglasses = nn.ModuleList(

@@ -77,29 +77,31 @@ class VGGRegressor3D(nn.Module):
     """VGG-like 3D CNN regressing ``K`` landmark coordinates directly.
 
     Stage ``s`` has ``convs_per_stage[s]`` blocks of ``3^3 conv -> norm -> ReLU`` with
-    ``widths[s]`` channels; the first block of every stage has stride 2 (the paper's red
-    blocks), so four stages reduce ``128 x 128 x 64`` to ``8 x 8 x 4``. Then global average
-    pooling, ``Linear(widths[-1], hidden) -> ReLU -> Linear(hidden, 3 K)``. The output is
-    linear (no squashing) and is trained against coordinates normalised to [-1, 1], see
-    :func:`encode_coordinates` / :func:`decode_coordinates`.
+    ``widths[s]`` channels; the first block of stage ``s`` has stride ``strides[s]`` (stride 2:
+    the paper's red blocks). Then global average pooling, ``Linear(widths[-1], hidden) -> ReLU
+    -> Linear(hidden, 3 K)``. The output is linear (no squashing) and is trained against
+    coordinates normalised to [-1, 1], see :func:`encode_coordinates` /
+    :func:`decode_coordinates`.
 
     Reconstructed defaults (paper: 1.33 M parameters, 3.8 GFLOP): ``widths = base_width *
-    (1, 2, 4, 8) = (16, 32, 64, 128)``, ``convs_per_stage = (2, 2, 2, 3)``, ``hidden =
-    widths[-1] // 2 = 64``. Conv weights ``27 * sum(c_in * c_out)`` = 1,320,624, InstanceNorm
-    affine 1,216, FC 8,256 + 780: **1,330,876 parameters**; about 2.3 G multiply-adds (4.5 GFLOP
-    counting 2 per MAC) at ``128 x 128 x 64``. Parameters scale roughly with ``base_width^2``
-    (``base_width=8``: 0.33 M; ``4``: 0.08 M).
+    (1, 2, 4, 8) = (16, 32, 64, 128)``, ``convs_per_stage = (2, 2, 2, 3)``, ``strides = (2, 2,
+    2, 1)`` (128x128x64 -> 64x64x32 -> 32x32x16 -> 16x16x8, the last stage stays at 16x16x8),
+    ``hidden = widths[-1] // 2 = 64``. Conv weights ``27 * sum(c_in * c_out)`` = 1,320,624,
+    InstanceNorm affine 1,216, FC 8,256 + 780: **1,330,876 parameters**; 4.25 G multiply-adds at
+    ``128x128x64``. Parameters scale roughly with ``base_width^2`` (``base_width=8``: 0.33 M;
+    ``4``: 0.08 M).
 
-    Works for any input side (global pooling); sides >= 16 keep every stage at least 1 voxel
-    wide without degenerate padding-only convolutions.
+    Works for any input side (global pooling); with the default total stride 8, sides >= 16
+    leave at least 2 voxels per axis in the last stage, which InstanceNorm needs in training
+    mode (a 1x1x1 map has no spatial statistics).
 
     Args:
         in_channels: input channels ``C`` of ``(N, C, X, Y, Z)``.
         n_landmarks: ``K``; the output is ``(N, 3 K)``.
         base_width: channels of the first stage; scales all default widths.
         widths: explicit per-stage channels (overrides ``base_width``).
-        convs_per_stage: number of conv blocks per stage (first one strided); same length as
-            ``widths``.
+        convs_per_stage: number of conv blocks per stage; same length as ``widths``.
+        strides: stride of the first conv block of each stage; same length as ``widths``.
         norm: ``"instance"`` (paper), ``"group"``, ``"batch"`` or ``"none"``.
         hidden: width of the first FC layer; default ``widths[-1] // 2``.
     """
@@ -113,22 +115,25 @@ class VGGRegressor3D(nn.Module):
         norm: str = "instance",
         hidden: int | None = None,
         convs_per_stage: Sequence[int] = (2, 2, 2, 3),
+        strides: Sequence[int] = (2, 2, 2, 1),
     ) -> None:
         super().__init__()
         widths = tuple(base_width * m for m in (1, 2, 4, 8)) if widths is None else tuple(widths)
         convs_per_stage = tuple(convs_per_stage)
-        if len(widths) != len(convs_per_stage) or min(convs_per_stage) < 1:
+        strides = tuple(strides)
+        if not len(widths) == len(convs_per_stage) == len(strides) or min(convs_per_stage) < 1:
             raise ValueError(
-                f"widths {widths} and convs_per_stage {convs_per_stage} must have the same length, "
-                "with at least one conv per stage"
+                f"widths {widths}, convs_per_stage {convs_per_stage} and strides {strides} must have "
+                "the same length, with at least one conv per stage"
             )
         hidden = max(1, widths[-1] // 2) if hidden is None else hidden
         self.n_landmarks = n_landmarks
         layers: list[nn.Module] = []
         ch = in_channels
-        for width, n in zip(widths, convs_per_stage, strict=True):
+        for width, n, stride in zip(widths, convs_per_stage, strides, strict=True):
             for i in range(n):
-                layers.append(ConvNormAct(ch, width, 3, stride=2 if i == 0 else 1, norm=norm, act="relu"))
+                first_stride = stride if i == 0 else 1
+                layers.append(ConvNormAct(ch, width, 3, stride=first_stride, norm=norm, act="relu"))
                 ch = width
         self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool3d(1)

@@ -101,7 +101,10 @@ def preprocess_case(
             for k, label in enumerate(labels)
             if outside[k]
         )
-        raise InputError(markups_path, f"landmark outside the network grid of {grid.size.tolist()} voxels: {names}")
+        raise InputError(
+            markups_path,
+            f"landmark outside the network grid of {grid.size.tolist()} voxels: {names}",
+        )
 
     image = zscore(clip_window(image_to_array(out), *hu_window))
     return {
@@ -146,7 +149,11 @@ def read_cases(cases_csv: str | Path) -> pd.DataFrame:
     base = cases_csv.parent
     for column in ("image", "landmarks"):
         cases[column] = [str(base / p) if p else "" for p in cases[column]]
-        absent = [f"{cid}: {p or '(empty)'}" for cid, p in zip(cases["case_id"], cases[column], strict=True) if not (p and Path(p).is_file())]
+        absent = [
+            f"{cid}: {p or '(empty)'}"
+            for cid, p in zip(cases["case_id"], cases[column], strict=True)
+            if not (p and Path(p).is_file())
+        ]
         if absent:
             raise InputError(cases_csv, f"{column} file(s) not found: {'; '.join(absent)}")
     return cases
@@ -182,7 +189,14 @@ def build_dataset(
     for i, row in enumerate(cases.itertuples(index=False), start=1):
         print(f"[{i}/{n}] {row.case_id}", file=sys.stderr, flush=True)
         records.append(
-            preprocess_case(row.image, row.landmarks, labels=labels, spacing=spacing, shape=shape, hu_window=hu_window)
+            preprocess_case(
+                row.image,
+                row.landmarks,
+                labels=labels,
+                spacing=spacing,
+                shape=shape,
+                hu_window=hu_window,
+            )
         )
 
     arrays: dict[str, Any] = {
@@ -206,13 +220,38 @@ def _save_npz(path: str | Path, arrays: dict[str, Any]) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="medrepro ceph-preprocess", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="medrepro ceph-preprocess", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--cases", type=Path, required=True, help="cases.csv of the cohort")
     parser.add_argument("--out", type=Path, required=True, help="output dataset.npz")
-    parser.add_argument("--spacing", type=float, nargs=3, default=DEFAULT_SPACING, metavar="MM", help="network voxel size (mm), x y z")
-    parser.add_argument("--shape", type=int, nargs=3, default=DEFAULT_SHAPE, metavar="N", help="network grid size (voxels), X Y Z")
-    parser.add_argument("--hu-window", type=float, nargs=2, default=DEFAULT_HU_WINDOW, metavar="HU", help="HU clipping window: low high")
-    parser.add_argument("--labels", nargs="+", default=list(DEFAULT_LABELS), help="landmark names, in output order")
+    parser.add_argument(
+        "--spacing",
+        type=float,
+        nargs=3,
+        default=DEFAULT_SPACING,
+        metavar="MM",
+        help="network voxel size (mm), x y z",
+    )
+    parser.add_argument(
+        "--shape",
+        type=int,
+        nargs=3,
+        default=DEFAULT_SHAPE,
+        metavar="N",
+        help="network grid size (voxels), X Y Z",
+    )
+    parser.add_argument(
+        "--hu-window",
+        type=float,
+        nargs=2,
+        default=DEFAULT_HU_WINDOW,
+        metavar="HU",
+        help="HU clipping window: low high",
+    )
+    parser.add_argument(
+        "--labels", nargs="+", default=list(DEFAULT_LABELS), help="landmark names, in output order"
+    )
     return parser
 
 

@@ -36,7 +36,9 @@ class Grid:
     def __post_init__(self) -> None:
         object.__setattr__(self, "origin", np.asarray(self.origin, dtype=np.float64).reshape(3))
         object.__setattr__(self, "spacing", np.asarray(self.spacing, dtype=np.float64).reshape(3))
-        object.__setattr__(self, "direction", np.asarray(self.direction, dtype=np.float64).reshape(3, 3))
+        object.__setattr__(
+            self, "direction", np.asarray(self.direction, dtype=np.float64).reshape(3, 3)
+        )
         object.__setattr__(self, "size", np.asarray(self.size, dtype=np.int64).reshape(3))
         if np.any(self.spacing <= 0):
             raise ValueError(f"spacing must be positive, got {self.spacing.tolist()}")
@@ -106,10 +108,14 @@ def grid_from_centre(
     Returns:
         The grid; its origin is ``centre - direction @ (spacing * (size - 1) / 2)``.
     """
-    direction_ = np.eye(3) if direction is None else np.asarray(direction, dtype=np.float64).reshape(3, 3)
+    direction_ = (
+        np.eye(3) if direction is None else np.asarray(direction, dtype=np.float64).reshape(3, 3)
+    )
     spacing_ = np.asarray(spacing, dtype=np.float64).reshape(3)
     size_ = np.asarray(size, dtype=np.int64).reshape(3)
     if np.any(size_ < 1):
         raise ValueError(f"size must be at least 1 voxel per axis, got {size_.tolist()}")
-    origin = np.asarray(centre, dtype=np.float64).reshape(3) - direction_ @ (spacing_ * (size_ - 1) / 2.0)
+    origin = np.asarray(centre, dtype=np.float64).reshape(3) - direction_ @ (
+        spacing_ * (size_ - 1) / 2.0
+    )
     return Grid(origin=origin, spacing=spacing_, direction=direction_, size=size_)

@@ -38,7 +38,9 @@ __all__ = ["antialias_sigmas", "smooth_for_downsampling", "resample_to_grid", "r
 _SPACING_RTOL = 1e-6
 
 
-def antialias_sigmas(source: Grid, spacing: ArrayLike, direction: ArrayLike | None = None) -> np.ndarray:
+def antialias_sigmas(
+    source: Grid, spacing: ArrayLike, direction: ArrayLike | None = None
+) -> np.ndarray:
     """Gaussian sigmas (mm) along each source axis before resampling to ``spacing``.
 
     Args:
@@ -118,7 +120,9 @@ def resample_to_grid(
     centre = _centre_mm(source) if centre_mm is None else centre_mm
     target = grid_from_centre(centre, spacing, size, direction)
     if antialias:
-        img = smooth_for_downsampling(img, antialias_sigmas(source, target.spacing, target.direction))
+        img = smooth_for_downsampling(
+            img, antialias_sigmas(source, target.spacing, target.direction)
+        )
     return sitk.Resample(
         img,
         [int(n) for n in target.size],
@@ -169,4 +173,3 @@ def resample_isotropic(
         interpolator=interpolator,
         antialias=antialias,
     )
-

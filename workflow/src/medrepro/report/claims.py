@@ -21,7 +21,15 @@ import pandas as pd
 from medrepro.io.atomic import write_csv
 from medrepro.io.errors import InputError
 
-__all__ = ["CLAIM_COLUMNS", "Claim", "holds_text", "parse_holds", "claims_frame", "write_claims", "read_claims"]
+__all__ = [
+    "CLAIM_COLUMNS",
+    "Claim",
+    "holds_text",
+    "parse_holds",
+    "claims_frame",
+    "write_claims",
+    "read_claims",
+]
 
 #: column order of ``claims.csv``
 CLAIM_COLUMNS: tuple[str, ...] = ("claim", "paper", "measured", "holds", "note")
@@ -98,7 +106,9 @@ def read_claims(path: str | Path) -> list[Claim]:
         raise InputError(path, "claims file not found")
     df = pd.read_csv(path, dtype=str, keep_default_na=False)
     if tuple(df.columns) not in (CLAIM_COLUMNS, CLAIM_COLUMNS[:4]):
-        raise InputError(path, f"expected columns {', '.join(CLAIM_COLUMNS)}, got {', '.join(df.columns)}")
+        raise InputError(
+            path, f"expected columns {', '.join(CLAIM_COLUMNS)}, got {', '.join(df.columns)}"
+        )
     out = []
     for i, row in df.iterrows():
         try:

@@ -94,7 +94,9 @@ def new_figure(
 
 def placeholder(ax: Axes, text: str) -> None:
     """Mark a panel that has nothing to show (e.g. a configuration that was not run)."""
-    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="0.4", wrap=True)
+    ax.text(
+        0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="0.4", wrap=True
+    )
     ax.set_xticks([])
     ax.set_yticks([])
     ax.grid(False)
@@ -127,4 +129,3 @@ def legend_outside(ax: Axes, handles: Sequence[Any] | None = None, **kwargs: Any
         ax.legend(**kwargs)
     else:
         ax.legend(handles=handles, **kwargs)
-

@@ -66,8 +66,13 @@ def escape_cell(text: str) -> str:
     return text.replace("\\", "\\\\").replace("|", "\\|").replace("\r", " ").replace("\n", " ")
 
 
-def _is_numeric(series: pd.Series) -> bool:
-    values = [v for v in series if not _is_missing(v)]
+def _is_numeric(series: pd.Series, na: str = MISSING) -> bool:
+    """True if every present cell is a real number (``na`` and empty strings count as missing)."""
+    values = [
+        v
+        for v in series
+        if not _is_missing(v) and not (isinstance(v, str) and v.strip() in ("", na))
+    ]
     return bool(values) and all(isinstance(v, Real) and not isinstance(v, bool) for v in values)
 
 
@@ -94,7 +99,7 @@ def to_markdown(
     columns = [str(c) for c in df.columns]
     per_col = digits if isinstance(digits, Mapping) else {}
     default = 2 if isinstance(digits, Mapping) else int(digits)
-    numeric = {c: _is_numeric(df[c]) for c in df.columns}
+    numeric = {c: _is_numeric(df[c], na) for c in df.columns}
     header = "| " + " | ".join(escape_cell(c) for c in columns) + " |"
     rule = "|" + "|".join("---:" if numeric[c] else "---" for c in df.columns) + "|"
     lines = [header, rule]

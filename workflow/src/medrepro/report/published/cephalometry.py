@@ -81,7 +81,12 @@ TABLE2_SDR: dict[str, dict[float, float]] = {
 TABLE3_5_SPEED: dict[str, dict[str, dict[str, float | None]]] = {
     "direct_regression": {
         "PyTorch": {"latency_s": 0.183, "total_time_s": 187.788, "fps": 5.453, "speedup": 1.0},
-        "OpenVINO sync": {"latency_s": 0.013, "total_time_s": 13.655, "fps": 74.990, "speedup": 13.752},
+        "OpenVINO sync": {
+            "latency_s": 0.013,
+            "total_time_s": 13.655,
+            "fps": 74.990,
+            "speedup": 13.752,
+        },
         "OpenVINO async (4 requests)": {
             "latency_s": None,
             "total_time_s": 11.180,
@@ -91,7 +96,12 @@ TABLE3_5_SPEED: dict[str, dict[str, dict[str, float | None]]] = {
     },
     "hourglass": {
         "PyTorch": {"latency_s": 2.421, "total_time_s": 308.830, "fps": 0.414, "speedup": 1.0},
-        "OpenVINO sync": {"latency_s": 0.686, "total_time_s": 87.798, "fps": 1.458, "speedup": 3.518},
+        "OpenVINO sync": {
+            "latency_s": 0.686,
+            "total_time_s": 87.798,
+            "fps": 1.458,
+            "speedup": 3.518,
+        },
         "OpenVINO async (4 requests)": {
             "latency_s": None,
             "total_time_s": 79.829,

@@ -1,0 +1,126 @@
+"""The machine a benchmark ran on: CPU model and flags, cores, memory, OS, library versions.
+
+Benchmarks on shared VMs are noisy and CPU-specific (BF16 is OpenVINO's default precision on
+CPUs with native BF16, INT8 speed depends on VNNI/AMX), so every benchmark table ships with this
+record, including OpenVINO's ``OPTIMIZATION_CAPABILITIES`` and default precision hint.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "INFERENCE_FLAG_PATTERN",
+    "cpu_flags",
+    "cpu_model",
+    "memory_mb",
+    "library_versions",
+    "system_info",
+]
+
+#: /proc/cpuinfo flags that matter for inference speed
+INFERENCE_FLAG_PATTERN = re.compile(
+    r"^(avx|avx2|fma|f16c|avx512.*|amx.*|.*vnni.*|.*bf16.*|.*fp16.*)$"
+)
+
+
+def _cpuinfo() -> str:
+    try:
+        return Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
+
+
+def cpu_model() -> str:
+    """CPU model name (``/proc/cpuinfo``, else ``platform.processor()``)."""
+    match = re.search(r"^model name\s*:\s*(.+)$", _cpuinfo(), re.M)
+    return match.group(1).strip() if match else (platform.processor() or platform.machine())
+
+
+def cpu_flags(all_flags: bool = False) -> list[str]:
+    """CPU flags of the first core: those relevant to inference, or all of them."""
+    match = re.search(r"^flags\s*:\s*(.+)$", _cpuinfo(), re.M)
+    flags = sorted(set(match.group(1).split())) if match else []
+    return flags if all_flags else [f for f in flags if INFERENCE_FLAG_PATTERN.match(f)]
+
+
+def memory_mb() -> float | None:
+    """Total physical memory in MB."""
+    match = re.search(r"^MemTotal:\s*(\d+)\s*kB", _read("/proc/meminfo"), re.M)
+    return int(match.group(1)) / 1024.0 if match else None
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return ""
+
+
+def library_versions() -> dict[str, str | None]:
+    """Installed versions of the inference stack (``None`` if absent)."""
+    names = ["torch", "openvino", "nncf", "onnxruntime", "onnx", "numpy"]
+    versions: dict[str, str | None] = {}
+    for name in names:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def _openvino_info() -> dict[str, Any]:
+    try:
+        import openvino as ov
+
+        core = ov.Core()
+        hint = core.get_property("CPU", "INFERENCE_PRECISION_HINT")
+        return {
+            "openvino_runtime": ov.get_version(),
+            "openvino_cpu_name": str(core.get_property("CPU", "FULL_DEVICE_NAME")),
+            "openvino_optimization_capabilities": list(
+                core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+            ),
+            "openvino_default_inference_precision": hint.to_string()
+            if hasattr(hint, "to_string")
+            else str(hint),
+        }
+    except Exception as err:  # noqa: BLE001 - informative only
+        return {"openvino_error": repr(err)}
+
+
+def _torch_info() -> dict[str, Any]:
+    try:
+        import torch
+
+        return {
+            "torch_num_threads_default": torch.get_num_threads(),
+            "torch_mkldnn": bool(torch.backends.mkldnn.is_available()),
+            "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        }
+    except Exception as err:  # noqa: BLE001 - informative only
+        return {"torch_error": repr(err)}
+
+
+def system_info() -> dict[str, Any]:
+    """Everything needed to interpret a benchmark table on another machine."""
+    affinity = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    return {
+        "cpu_model": cpu_model(),
+        "cpu_flags": cpu_flags(),
+        "logical_cpus": os.cpu_count(),
+        "affinity_cpus": affinity,
+        "memory_mb": memory_mb(),
+        "os": platform.platform(),
+        "kernel": platform.release(),
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "versions": library_versions(),
+        **_openvino_info(),
+        **_torch_info(),
+    }
