@@ -9,6 +9,7 @@ import sys
 import pandas as pd
 import pytest
 import torch
+
 from medrepro.benchmark.driver import COLUMNS, aggregate, main, plan_configs
 
 SHAPE = [1, 1, 32, 32, 32]

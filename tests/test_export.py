@@ -7,9 +7,10 @@ import json
 import numpy as np
 import pytest
 import torch
+from torch import nn
+
 from medrepro.deployment.export import TOLERANCES, export_ir, export_onnx, main, parity
 from medrepro.deployment.runtimes import OnnxRunner, OpenVINORunner, TorchRunner
-from torch import nn
 
 
 class TinyNet3D(nn.Module):
@@ -132,3 +133,31 @@ def test_main_writes_artefacts(tmp_path):
         assert report["tolerance_ok"][key], (key, report)
     assert report["opset"] == 17 and report["n_items"] == 2 and report["export_shape"] == shape
     assert not list(out.glob(".*")), "temporary files left behind"
+
+
+class ResidualGroupNorm(nn.Module):
+    """``h = ReLU(GN(conv(x))); GN(conv1x1(h)) + h``: crashed OpenVINO 2026.4 CPU at f32 (16x16x8)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c0, self.n0 = nn.Conv3d(1, 16, 3, padding=1, bias=False), nn.GroupNorm(8, 16)
+        self.c1, self.n1 = nn.Conv3d(16, 16, 1, bias=False), nn.GroupNorm(8, 16)
+        with torch.no_grad():
+            for norm in (self.n0, self.n1):
+                norm.weight.uniform_(0.5, 2.0)
+                norm.bias.uniform_(-1.0, 1.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.n0(self.c0(x)))
+        return self.n1(self.c1(h)) + h
+
+
+def test_group_norm_is_decomposed(tmp_path):
+    torch.manual_seed(0)
+    model = ResidualGroupNorm().eval()
+    x = torch.randn(1, 1, 16, 16, 8)
+    ov_model = export_ir(model, x, tmp_path / "gn.xml", compress_to_fp16=False)
+    types = {op.get_type_name() for op in ov_model.get_ops()}
+    assert "GroupNormalization" not in types and "MVN" in types
+    y = OpenVINORunner(tmp_path / "gn.xml", threads=1, precision="f32").infer(x.numpy())
+    assert np.abs(y - TorchRunner(model).infer(x.numpy())).max() < 1e-4

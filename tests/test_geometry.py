@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import SimpleITK as sitk
+
 from medrepro.preprocessing.geometry import (
     Grid,
     centre_mm,

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import SimpleITK as sitk
+
 from medrepro.data import select_inputs, split
 from medrepro.io.errors import InputError
 from medrepro.io.images import write_image

@@ -7,10 +7,11 @@ import json
 import numpy as np
 import pytest
 import torch
+from torch import nn
+
 from medrepro.deployment.quantize import accuracy_drop, count_fake_quantize, quantize_accuracy_aware
 from medrepro.deployment.runtimes import OpenVINORunner
 from medrepro.tasks.base import TaskItems
-from torch import nn
 
 SIDE = 16
 
@@ -115,8 +116,9 @@ def test_default_mode_quantizes_everything(toy):
 
 
 def test_main_writes_artefacts(toy, tmp_path, monkeypatch):
-    import medrepro.tasks as tasks
     import openvino as ov
+
+    import medrepro.tasks as tasks
     from medrepro.deployment.quantize import main
     from medrepro.nets import build_model, save_bundle
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+
 from medrepro.io.images import write_image
 from medrepro.io.markups import write_markups
 from medrepro.preprocessing.cephalometry import preprocess_case

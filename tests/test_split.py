@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+
 from medrepro.data.split import main, split_by_patient, split_counts
 from medrepro.io.errors import InputError
 

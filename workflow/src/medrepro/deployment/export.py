@@ -18,6 +18,10 @@ Routes and pitfalls:
 - The IR is converted directly from the module (``ov.convert_model(model, example_input=x,
   input=x.shape)``): static shape, no ONNX detour. ``example_input`` alone would give a fully
   dynamic input and lose CPU optimisations.
+- ``GroupNormalization`` is decomposed into ``Reshape -> MVN -> Reshape -> Mul -> Add`` in the
+  IR (:func:`decompose_group_norm`): the OpenVINO 2026.4 CPU plugin segfaults when compiling
+  some GroupNorm + activation + residual graphs (the hourglass's ResNeXt blocks) with the f32
+  hint. The ONNX route yields the same decomposition.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ __all__ = [
     "TOLERANCES",
     "export_onnx",
     "export_ir",
+    "decompose_group_norm",
     "save_ir",
     "ir_from_onnx",
     "parity",
@@ -171,12 +176,61 @@ def save_ir(ov_model: ov.Model, xml_path: str | Path, compress_to_fp16: bool) ->
     return xml_path
 
 
+def decompose_group_norm(ov_model: ov.Model) -> int:
+    """Replace every ``GroupNormalization`` by ``Reshape -> MVN -> Reshape -> Multiply -> Add``.
+
+    Works around a crash of the OpenVINO 2026.4 CPU plugin: compiling with the f32 precision
+    hint segfaults on ``GroupNormalization -> ReLU/LeakyReLU`` whose output also feeds a residual
+    ``Add`` after another GroupNormalization, for small groups (GN(8) on 16 channels) and small
+    volumes (e.g. 16x16x8); bf16 compiles. It hits the stacked hourglass (ResNeXt blocks with
+    GN(8)). The decomposition is the graph the ONNX route produces (which compiles), and the CPU
+    plugin lowers GroupNormalization to MVN anyway. The model is modified in place.
+
+    Returns:
+        The number of replaced nodes.
+    """
+    import openvino.opset13 as ops
+
+    count = 0
+    for node in list(ov_model.get_ordered_ops()):
+        if node.get_type_name() != "GroupNormalization":
+            continue
+        attrs = node.get_attributes()
+        x, scale, bias = (node.input_value(i) for i in range(3))
+        rank = x.get_partial_shape().rank.get_length()
+        name = node.get_friendly_name()
+        grouped = ops.reshape(
+            x, ops.constant(np.array([0, attrs["num_groups"], -1], np.int64)), special_zero=True
+        )
+        mvn = ops.mvn(
+            grouped,
+            ops.constant(np.array([2], np.int64)),
+            True,
+            float(attrs["epsilon"]),
+            "inside_sqrt",
+        )
+        mvn.set_friendly_name(f"{name}/MVN")
+        restored = ops.reshape(mvn, ops.shape_of(x, "i64"), special_zero=False)
+        per_channel = ops.constant(np.array([1, -1] + [1] * (rank - 2), np.int64))
+        out = ops.add(
+            ops.multiply(restored, ops.reshape(scale, per_channel, special_zero=False)),
+            ops.reshape(bias, per_channel, special_zero=False),
+        )
+        out.set_friendly_name(name)
+        node.output(0).replace(out.output(0))
+        count += 1
+    if count:
+        ov_model.validate_nodes_and_infer_types()
+    return count
+
+
 def export_ir(
     model: torch.nn.Module,
     example: torch.Tensor,
     xml_path: str | Path,
     compress_to_fp16: bool,
     dynamo: bool = False,
+    decompose_gn: bool = True,
 ) -> ov.Model:
     """Convert ``model`` to an OpenVINO IR with the static shape of ``example`` and save it.
 
@@ -186,6 +240,7 @@ def export_ir(
         xml_path: the ``.xml`` to write (the ``.bin`` goes beside it).
         compress_to_fp16: store weights as FP16 (OpenVINO's default) or as true FP32.
         dynamo: convert through ``torch.export`` instead of TorchScript tracing.
+        decompose_gn: replace GroupNormalization by MVN (see :func:`decompose_group_norm`).
 
     Returns:
         The converted (uncompressed, in-memory) ``ov.Model``.
@@ -201,6 +256,8 @@ def export_ir(
             input=[ov.PartialShape(list(example.shape))],
             dynamo=dynamo,
         )
+    if decompose_gn:
+        decompose_group_norm(ov_model)
     save_ir(ov_model, xml_path, compress_to_fp16)
     return ov_model
 

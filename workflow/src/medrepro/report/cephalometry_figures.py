@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from medrepro.preprocessing.geometry import Grid, mm_to_index
 from medrepro.report import figures as fg
 from medrepro.report.cephalometry_inputs import SDR_RADII, ReportInputs
 from medrepro.report.cephalometry_tables import config_label, main_threads, sort_configs
@@ -275,10 +276,7 @@ def mm_to_voxel(
     Returns:
         ``(..., 3)`` continuous indices ``(i, j, k)``.
     """
-    matrix = (
-        np.asarray(direction, dtype=np.float64) * np.asarray(spacing, dtype=np.float64)[None, :]
-    )
-    return np.linalg.solve(matrix, (np.asarray(mm, dtype=np.float64) - origin).T).T
+    return mm_to_index(Grid(origin, spacing, direction, size=(1, 1, 1)), mm)
 
 
 def example_case(inputs: ReportInputs, table1: pd.DataFrame) -> tuple[str, str, str] | None:

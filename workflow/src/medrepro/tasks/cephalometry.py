@@ -18,7 +18,7 @@ import pandas as pd
 
 from medrepro.io.errors import InputError
 from medrepro.metrics.landmarks import pooled_rmse, radial_errors
-from medrepro.preprocessing.geometry import index_to_mm
+from medrepro.preprocessing.geometry import Grid, index_to_mm
 from medrepro.tasks.base import TaskItems
 
 __all__ = ["CephalometryTask", "TASK", "decode_to_voxels", "load_split_indices"]
@@ -91,7 +91,7 @@ class CephalometryTask:
         result = []
         for out, i in zip(outputs, index, strict=True):
             vox = decode_to_voxels(np.asarray(out), meta, spatial)[0]
-            grid = {k: items.extra[k][i] for k in ("origin", "spacing", "direction")}
+            grid = Grid(*(items.extra[k][i] for k in ("origin", "spacing", "direction")), size=spatial)
             result.append(index_to_mm(grid, vox))
         return np.stack(result)
 
