@@ -29,7 +29,12 @@ def test_default_config_dry_run_resolves(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("override", "named"),
-    [("bogus_key=1", "bogus_key"), ("scale=huge", "scale"), ("seed=-3", "seed"), ("threads=two", "threads")],
+    [
+        ("bogus_key=1", "bogus_key"),
+        ("scale=huge", "scale"),
+        ("seed=-3", "seed"),
+        ("threads=two", "threads"),
+    ],
 )
 def test_bad_config_is_refused_naming_the_key(tmp_path: Path, override: str, named: str) -> None:
     result = dry_run(tmp_path, override)

@@ -23,7 +23,9 @@ def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.Compl
     ]  # fmt: skip
     result = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir)
     if check and result.returncode != 0:
-        pytest.fail(f"snakemake {' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-8000:]}")
+        pytest.fail(
+            f"snakemake {' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-8000:]}"
+        )
     return result
 
 
@@ -59,9 +61,13 @@ def test_every_output_exists_and_parses(smoke_run: Path) -> None:
 @pytest.mark.integration
 def test_models_exported_and_checked(smoke_run: Path) -> None:
     for model in ["vgg", "vgg_bn", "hourglass", "hourglass_deconv"]:
-        parity = json.loads((smoke_run / RESULTS / "models" / model / "export" / "parity.json").read_text())
+        parity = json.loads(
+            (smoke_run / RESULTS / "models" / model / "export" / "parity.json").read_text()
+        )
         assert parity, model
-        quant = json.loads((smoke_run / RESULTS / "models" / model / "int8" / "quantization.json").read_text())
+        quant = json.loads(
+            (smoke_run / RESULTS / "models" / model / "int8" / "quantization.json").read_text()
+        )
         assert "drop" in quant
         bench = pd.read_csv(smoke_run / RESULTS / "benchmark" / f"{model}.csv")
         assert (bench["status"] == "ok").any()

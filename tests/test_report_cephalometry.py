@@ -115,7 +115,10 @@ def make_results(root: Path, models: tuple[str, ...] = ("vgg", "hourglass")) -> 
         (bench / f"{model}_sysinfo.json").write_text(
             json.dumps(
                 {
-                    "cpu": {"model": "Test CPU", "flags": ["sse2", "avx2", "avx512f", "avx512_vnni"]},
+                    "cpu": {
+                        "model": "Test CPU",
+                        "flags": ["sse2", "avx2", "avx512f", "avx512_vnni"],
+                    },
                     "versions": {"torch": "2.13.0", "openvino": "2026.4.1"},
                     "openvino_capabilities": ["FP32", "INT8", "BF16"],
                 }

@@ -96,6 +96,8 @@ rule ceph_train:
         history=f"{CEPH_RESULTS}/models/{{model}}/history.csv",
     log:
         "logs/cephalometry/train/{model}.log",
+    wildcard_constraints:
+        model=ceph_model_pattern(derived=False),
     conda:
         ENV
     threads: THREADS
@@ -116,6 +118,30 @@ rule ceph_train:
         "python -m medrepro train --task cephalometry --dataset {input.dataset} --splits {input.splits}"
         " --arch {params.arch} --model-kwargs '{params.kwargs}' --epochs {params.epochs}"
         " --batch-size {params.batch_size} --lr {params.lr} --seed {params.seed} --threads {threads}"
+        " --out-dir {params.out_dir} > {log} 2>&1"
+
+
+rule ceph_derive:
+    input:
+        parent=ceph_parent_bundle,
+    output:
+        bundle=f"{CEPH_RESULTS}/models/{{model}}/model.pt",
+        history=f"{CEPH_RESULTS}/models/{{model}}/history.csv",
+    log:
+        "logs/cephalometry/derive/{model}.log",
+    wildcard_constraints:
+        model=ceph_model_pattern(derived=True),
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=10,
+    params:
+        overrides=lambda wc: as_json(CEPH["models"][wc.model]["kwargs"]),
+        out_dir=lambda wc, output: os.path.dirname(output.bundle),
+    shell:
+        "python -m medrepro derive --parent {input.parent} --overrides '{params.overrides}'"
         " --out-dir {params.out_dir} > {log} 2>&1"
 
 

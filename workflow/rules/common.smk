@@ -98,9 +98,30 @@ def ceph_cohort():
     return CEPH["data_dir"] or CEPH_PHANTOMS
 
 
+def ceph_model_pattern(derived):
+    """Regex of the models that are trained (``derived=False``) or derived from a trained one."""
+    names = [
+        m
+        for m, entry in CEPH["models"].items()
+        if bool(entry.get("derive_from")) == derived
+    ]
+    return "|".join(names) or "(?!)"
+
+
+def ceph_parent_bundle(wildcards):
+    parent = CEPH["models"][wildcards.model]["derive_from"]
+    if parent not in CEPH["models"] or CEPH["models"][parent].get("derive_from"):
+        raise ValueError(
+            f"cephalometry.models.{wildcards.model}.derive_from: {parent!r} is not a trained model"
+        )
+    return f"{CEPH_RESULTS}/models/{parent}/model.pt"
+
+
 def ceph_paper_model(role):
     """The model playing ``role`` in the paper (``direct_regression`` or ``hourglass``)."""
-    names = [m for m, entry in CEPH["models"].items() if entry.get("paper_role") == role]
+    names = [
+        m for m, entry in CEPH["models"].items() if entry.get("paper_role") == role
+    ]
     return names[0] if names else "none"
 
 

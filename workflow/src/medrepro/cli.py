@@ -18,18 +18,49 @@ __all__ = ["COMMANDS", "main"]
 #: stage name -> (module exposing ``main(argv)``, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     # cephalometry (paper 000)
-    "ceph-phantoms": ("medrepro.phantoms.head_ct_cli", "generate synthetic head CT phantoms (NIfTI + Slicer markups)"),
-    "ceph-preprocess": ("medrepro.preprocessing.cephalometry", "LPS, resample, crop/pad, HU clip, z-score -> dataset.npz"),
-    "ceph-evaluate": ("medrepro.tasks.cephalometry_evaluate", "predict landmarks with every backend, errors in mm"),
-    "ceph-report": ("medrepro.report.cephalometry", "tables, figures, claims, report.md, provenance.json"),
+    "ceph-phantoms": (
+        "medrepro.phantoms.head_ct_cli",
+        "generate synthetic head CT phantoms (NIfTI + Slicer markups)",
+    ),
+    "ceph-preprocess": (
+        "medrepro.preprocessing.cephalometry",
+        "LPS, resample, crop/pad, HU clip, z-score -> dataset.npz",
+    ),
+    "ceph-evaluate": (
+        "medrepro.tasks.cephalometry_evaluate",
+        "predict landmarks with every backend, errors in mm",
+    ),
+    "ceph-report": (
+        "medrepro.report.cephalometry",
+        "tables, figures, claims, report.md, provenance.json",
+    ),
     # shared stages
     "split": ("medrepro.data.split", "split cases into train/val/test by patient"),
-    "select-inputs": ("medrepro.data.select_inputs", "write the network inputs of one split to inputs.npz"),
+    "select-inputs": (
+        "medrepro.data.select_inputs",
+        "write the network inputs of one split to inputs.npz",
+    ),
     "train": ("medrepro.training.cli", "train a model from the registry, resumable, seeded"),
-    "export": ("medrepro.deployment.export", "PyTorch -> ONNX and OpenVINO IR (FP32, FP16), parity check"),
-    "quantize": ("medrepro.deployment.quantize", "NNCF accuracy-aware INT8 post-training quantization"),
-    "benchmark": ("medrepro.benchmark.driver", "latency/throughput/memory, one process per configuration"),
-    "benchmark-worker": ("medrepro.benchmark.worker", "run one benchmark configuration (called by 'benchmark')"),
+    "derive": (
+        "medrepro.training.derive",
+        "a deployment variant that reuses a trained model's weights",
+    ),
+    "export": (
+        "medrepro.deployment.export",
+        "PyTorch -> ONNX and OpenVINO IR (FP32, FP16), parity check",
+    ),
+    "quantize": (
+        "medrepro.deployment.quantize",
+        "NNCF accuracy-aware INT8 post-training quantization",
+    ),
+    "benchmark": (
+        "medrepro.benchmark.driver",
+        "latency/throughput/memory, one process per configuration",
+    ),
+    "benchmark-worker": (
+        "medrepro.benchmark.worker",
+        "run one benchmark configuration (called by 'benchmark')",
+    ),
 }
 
 

@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from medrepro.io.atomic import atomic_path
+from medrepro.io.atomic import write_npz
 from medrepro.io.errors import InputError
+from medrepro.io.tables import read_text_csv, require_columns
 
 __all__ = ["select_inputs", "main"]
 
@@ -47,9 +48,7 @@ def select_inputs(
     Raises:
         InputError: missing columns, a split case absent from the dataset, or an empty split.
     """
-    missing = [c for c in ("case_id", "split") if c not in splits.columns]
-    if missing:
-        raise InputError(source, f"missing column(s) {missing}; found {list(splits.columns)}")
+    require_columns(splits, ("case_id", "split"), source)
     wanted = set(splits.loc[splits["split"].astype(str) == split, "case_id"].astype(str))
     ids = np.asarray(case_id).astype(str)
     unknown = sorted(wanted - set(ids.tolist()))
@@ -96,16 +95,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Command line: ``python -m medrepro select-inputs --dataset NPZ --splits CSV --split test --out NPZ``."""
     args = _parser().parse_args(argv)
     images, case_id = _load_dataset(args.dataset)
-    if not args.splits.is_file():
-        raise InputError(args.splits, "file not found")
-    try:
-        splits = pd.read_csv(args.splits, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise InputError(args.splits, f"unreadable CSV: {err}") from err
+    splits = read_text_csv(args.splits)
     inputs, ids = select_inputs(images, case_id, splits, args.split, source=args.splits)
-    # A file handle stops np.savez from appending ".npz" to the temporary name.
-    with atomic_path(args.out) as tmp, open(tmp, "wb") as handle:
-        np.savez(handle, inputs=inputs, case_id=ids)
+    write_npz(args.out, inputs=inputs, case_id=ids)
     print(f"{args.split}: {len(ids)} cases -> {args.out}", file=sys.stderr)
     return 0
 

@@ -17,6 +17,7 @@ import pandas as pd
 
 from medrepro.io.atomic import write_csv
 from medrepro.io.errors import InputError
+from medrepro.io.tables import read_text_csv, require_columns
 
 __all__ = ["SPLITS", "split_counts", "split_by_patient", "main"]
 
@@ -75,9 +76,7 @@ def split_by_patient(
         InputError: missing columns, duplicate or empty ids, or fewer than 3 patients.
         ValueError: bad ``fractions``.
     """
-    missing = [c for c in ("case_id", "patient_id") if c not in cases.columns]
-    if missing:
-        raise InputError(source, f"missing column(s) {missing}; found {list(cases.columns)}")
+    require_columns(cases, ("case_id", "patient_id"), source)
     case_id = cases["case_id"].astype(str)
     patient_id = cases["patient_id"].astype(str)
     if case_id.duplicated().any():
@@ -124,12 +123,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: ``python -m medrepro split --cases CSV --out CSV [--fractions F F F] [--seed S]``."""
     args = _parser().parse_args(argv)
-    if not args.cases.is_file():
-        raise InputError(args.cases, "file not found")
-    try:
-        cases = pd.read_csv(args.cases, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise InputError(args.cases, f"unreadable CSV: {err}") from err
+    cases = read_text_csv(args.cases)
     splits = split_by_patient(cases, args.fractions, args.seed, source=args.cases)
     write_csv(splits, args.out)
     for name in SPLITS:

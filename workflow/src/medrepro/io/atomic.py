@@ -15,7 +15,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_path", "atomic_dir", "write_text", "write_json", "write_csv"]
+import numpy as np
+
+__all__ = ["atomic_path", "atomic_dir", "write_text", "write_json", "write_csv", "write_npz"]
 
 
 def _umask() -> int:
@@ -94,3 +96,14 @@ def write_csv(df: Any, path: str | Path, **kwargs: Any) -> None:
     kwargs.setdefault("index", False)
     with atomic_path(path) as tmp:
         df.to_csv(tmp, **kwargs)
+
+
+def write_npz(path: str | Path, /, **arrays: Any) -> None:
+    """Write ``arrays`` with ``np.savez`` to exactly ``path`` (no ``.npz`` appended), atomically.
+
+    Example:
+        >>> write_npz("out/inputs.npz", inputs=x, case_id=ids)  # doctest: +SKIP
+    """
+    # A file handle stops np.savez from appending ".npz" to the temporary name.
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, **arrays)

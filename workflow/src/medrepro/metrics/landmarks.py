@@ -43,15 +43,26 @@ def _finite(a: np.ndarray, name: str) -> np.ndarray:
     return a
 
 
+def _non_negative(
+    values: ArrayLike, name: str, ndim: int, shape: str, negative: str = "non-negative"
+) -> np.ndarray:
+    """``values`` as float64, validated: ``ndim`` axes, non-empty, finite, no value below 0.
+
+    ``shape`` (e.g. ``"(N, K)"``) and ``negative`` (ending ``"{name} must be ..."``) only word the
+    ValueError raised otherwise.
+    """
+    a = np.asarray(values, dtype=np.float64)
+    if a.ndim != ndim:
+        raise ValueError(f"{name} must have shape {shape}, got {a.shape}")
+    _finite(a, name)
+    if np.any(a < 0):
+        raise ValueError(f"{name} must be {negative}")
+    return a
+
+
 def _errors(errors: ArrayLike) -> np.ndarray:
     """Validate a radial error matrix: ``(N, K)``, finite, non-negative (mm)."""
-    e = np.asarray(errors, dtype=np.float64)
-    if e.ndim != 2:
-        raise ValueError(f"errors must have shape (N, K), got {e.shape}")
-    _finite(e, "errors")
-    if np.any(e < 0):
-        raise ValueError("errors must be non-negative distances")
-    return e
+    return _non_negative(errors, "errors", 2, "(N, K)", "non-negative distances")
 
 
 def radial_errors(pred_mm: ArrayLike, gt_mm: ArrayLike) -> np.ndarray:
@@ -107,12 +118,7 @@ def combine_rmse(rmse_k: ArrayLike) -> float:
     Returns:
         The pooled RMSE in mm.
     """
-    r = np.asarray(rmse_k, dtype=np.float64)
-    if r.ndim != 1:
-        raise ValueError(f"rmse_k must have shape (K,), got {r.shape}")
-    _finite(r, "rmse_k")
-    if np.any(r < 0):
-        raise ValueError("rmse_k must be non-negative")
+    r = _non_negative(rmse_k, "rmse_k", 1, "(K,)")
     return float(np.sqrt(np.mean(r**2)))
 
 

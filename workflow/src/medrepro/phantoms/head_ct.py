@@ -419,6 +419,15 @@ def _box_bounds(c: np.ndarray, half: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return c - half, c + half
 
 
+def _column_shape(c: np.ndarray, rx: float, ry: float, top: float) -> _Shape:
+    """:func:`_column_z` with its bounding box (reaching :data:`_FAR_MM` below)."""
+    return _Shape(
+        partial(_column_z, c=c, rx=rx, ry=ry, z_top=top),
+        np.array([c[0] - rx, c[1] - ry, -_FAR_MM]),
+        np.array([c[0] + rx, c[1] + ry, top]),
+    )
+
+
 @dataclass(frozen=True)
 class _Anatomy:
     """Geometry derived from ``HeadParams`` (head frame, mm)."""
@@ -565,13 +574,7 @@ def _air_shapes(a: _Anatomy) -> list[_Shape]:
     r = 6.5 * a.p.face_scale
     c = np.array([0.0, pm[1] - 10.0, 0.0])
     top = om[2] - 12.0
-    shapes.append(
-        _Shape(
-            partial(_column_z, c=c, rx=r, ry=r, z_top=top),
-            np.array([-r, c[1] - r, -_FAR_MM]),
-            np.array([r, c[1] + r, top]),
-        )
-    )
+    shapes.append(_column_shape(c, r, r, top))
     return shapes
 
 
@@ -613,24 +616,14 @@ def _spine_shape(a: _Anatomy) -> _Shape:
     pm = a.po_mean
     r = 9.0 * a.p.face_scale
     c = np.array([0.0, pm[1] + 20.0, 0.0])
-    top = pm[2] - 26.0
-    return _Shape(
-        partial(_column_z, c=c, rx=r, ry=r, z_top=top),
-        np.array([-r, c[1] - r, -_FAR_MM]),
-        np.array([r, c[1] + r, top]),
-    )
+    return _column_shape(c, r, r, pm[2] - 26.0)
 
 
 def _neck_shape(a: _Anatomy) -> _Shape:
     pm = a.po_mean
     rx, ry = 0.8 * a.po_half * a.p.face_scale, 52.0 * a.p.face_scale
     c = np.array([0.0, pm[1] + 5.0, 0.0])
-    top = pm[2] - 8.0
-    return _Shape(
-        partial(_column_z, c=c, rx=rx, ry=ry, z_top=top),
-        np.array([-rx, c[1] - ry, -_FAR_MM]),
-        np.array([rx, c[1] + ry, top]),
-    )
+    return _column_shape(c, rx, ry, pm[2] - 8.0)
 
 
 def _temporal_shapes(a: _Anatomy) -> list[tuple[float, _Shape]]:

@@ -19,10 +19,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from medrepro.io.atomic import atomic_path
+from medrepro.io.atomic import write_npz
 from medrepro.io.errors import InputError
 from medrepro.io.images import image_to_array, read_image
 from medrepro.io.markups import read_markups
+from medrepro.io.tables import read_text_csv, require_columns
 from medrepro.preprocessing.geometry import Grid, centre_mm, mm_to_index
 from medrepro.preprocessing.intensity import clip_window, zscore
 from medrepro.preprocessing.orientation import reorient
@@ -132,15 +133,8 @@ def read_cases(cases_csv: str | Path) -> pd.DataFrame:
             duplicate ``case_id`` or lists files that do not exist.
     """
     cases_csv = Path(cases_csv)
-    if not cases_csv.is_file():
-        raise InputError(cases_csv, "file not found")
-    try:
-        cases = pd.read_csv(cases_csv, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise InputError(cases_csv, f"unreadable CSV: {err}") from err
-    missing = [c for c in CASE_COLUMNS if c not in cases.columns]
-    if missing:
-        raise InputError(cases_csv, f"missing column(s) {missing}; found {list(cases.columns)}")
+    cases = read_text_csv(cases_csv)
+    require_columns(cases, CASE_COLUMNS, cases_csv)
     if cases.empty:
         raise InputError(cases_csv, "no cases listed")
     duplicated = cases["case_id"][cases["case_id"].duplicated()].unique().tolist()
@@ -210,13 +204,7 @@ def build_dataset(
         "patient_id": np.array(cases["patient_id"].tolist(), dtype=str),
         "labels": np.array(list(labels), dtype=str),
     }
-    _save_npz(out_npz, arrays)
-
-
-def _save_npz(path: str | Path, arrays: dict[str, Any]) -> None:
-    """``np.savez`` to exactly ``path``, atomically (a file handle stops numpy appending ``.npz``)."""
-    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-        np.savez(handle, **arrays)
+    write_npz(out_npz, **arrays)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -43,7 +43,11 @@ class Task(Protocol):
         ...
 
     def validate(
-        self, outputs: Sequence[np.ndarray], items: TaskItems, index: Sequence[int], meta: dict[str, Any]
+        self,
+        outputs: Sequence[np.ndarray],
+        items: TaskItems,
+        index: Sequence[int],
+        meta: dict[str, Any],
     ) -> tuple[float, list[float]]:
         """Score raw network outputs.
 

@@ -37,7 +37,9 @@ def load_split_indices(case_ids: Sequence[str], splits: Path, split: str) -> np.
     return index
 
 
-def decode_to_voxels(output: np.ndarray, meta: dict[str, Any], spatial_shape: Sequence[int]) -> np.ndarray:
+def decode_to_voxels(
+    output: np.ndarray, meta: dict[str, Any], spatial_shape: Sequence[int]
+) -> np.ndarray:
     """Raw network output -> landmark positions ``(N, K, 3)`` in input voxels ``(x, y, z)``.
 
     Args:
@@ -74,7 +76,14 @@ class CephalometryTask:
             images = data["images"][index].astype(np.float32)
             extra = {
                 key: data[key][index]
-                for key in ("landmarks_vox", "landmarks_mm", "origin", "spacing", "direction", "patient_id")
+                for key in (
+                    "landmarks_vox",
+                    "landmarks_mm",
+                    "origin",
+                    "spacing",
+                    "direction",
+                    "patient_id",
+                )
             }
             extra["labels"] = [str(label) for label in data["labels"]]
         except (OSError, KeyError, ValueError) as err:
@@ -84,19 +93,29 @@ class CephalometryTask:
         return TaskItems(inputs=images[:, None], case_id=[case_id[i] for i in index], extra=extra)
 
     def predict_mm(
-        self, outputs: Sequence[np.ndarray], items: TaskItems, index: Sequence[int], meta: dict[str, Any]
+        self,
+        outputs: Sequence[np.ndarray],
+        items: TaskItems,
+        index: Sequence[int],
+        meta: dict[str, Any],
     ) -> np.ndarray:
         """Landmarks ``(n, K, 3)`` in LPS mm for the items at ``index`` from their raw outputs."""
         spatial = items.inputs.shape[2:]
         result = []
         for out, i in zip(outputs, index, strict=True):
             vox = decode_to_voxels(np.asarray(out), meta, spatial)[0]
-            grid = Grid(*(items.extra[k][i] for k in ("origin", "spacing", "direction")), size=spatial)
+            grid = Grid(
+                *(items.extra[k][i] for k in ("origin", "spacing", "direction")), size=spatial
+            )
             result.append(index_to_mm(grid, vox))
         return np.stack(result)
 
     def validate(
-        self, outputs: Sequence[np.ndarray], items: TaskItems, index: Sequence[int], meta: dict[str, Any]
+        self,
+        outputs: Sequence[np.ndarray],
+        items: TaskItems,
+        index: Sequence[int],
+        meta: dict[str, Any],
     ) -> tuple[float, list[float]]:
         """``(-pooled RMSE, -per-case RMS error)`` in mm; higher is better."""
         index = list(index)

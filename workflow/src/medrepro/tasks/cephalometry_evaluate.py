@@ -20,7 +20,12 @@ __all__ = ["predictions_table", "main"]
 
 
 def predictions_table(
-    backend: str, pred_mm: np.ndarray, gt_mm: np.ndarray, case_id: list[str], patient_id: list[str], labels: list[str]
+    backend: str,
+    pred_mm: np.ndarray,
+    gt_mm: np.ndarray,
+    case_id: list[str],
+    patient_id: list[str],
+    labels: list[str],
 ) -> pd.DataFrame:
     """Long table: one row per (case, landmark) with predicted and true LPS mm and the error."""
     errors = radial_errors(pred_mm, gt_mm)

@@ -22,7 +22,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dataset", type=Path, required=True)
     parser.add_argument("--splits", type=Path, required=True)
     parser.add_argument("--arch", required=True)
-    parser.add_argument("--model-kwargs", default="{}", help="JSON object of architecture arguments")
+    parser.add_argument(
+        "--model-kwargs", default="{}", help="JSON object of architecture arguments"
+    )
     parser.add_argument("--epochs", type=int, required=True)
     parser.add_argument("--batch-size", type=int, required=True)
     parser.add_argument("--lr", type=float, required=True)

@@ -44,7 +44,11 @@ def shift_volume(volume: np.ndarray, shift: np.ndarray) -> np.ndarray:
 
 
 def _batches(
-    images: np.ndarray, landmarks: np.ndarray, batch_size: int, max_shift: int, rng: np.random.Generator
+    images: np.ndarray,
+    landmarks: np.ndarray,
+    batch_size: int,
+    max_shift: int,
+    rng: np.random.Generator,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Shuffled, augmented mini-batches ``(inputs (B,1,X,Y,Z), landmarks_vox (B,K,3))``."""
     order = rng.permutation(len(images))
@@ -52,7 +56,9 @@ def _batches(
         chunk = order[start : start + batch_size]
         xs, ps = [], []
         for i in chunk:
-            shift = rng.integers(-max_shift, max_shift + 1, size=3) if max_shift else np.zeros(3, int)
+            shift = (
+                rng.integers(-max_shift, max_shift + 1, size=3) if max_shift else np.zeros(3, int)
+            )
             xs.append(shift_volume(images[i, 0], shift))
             ps.append(landmarks[i] + shift)
         yield np.stack(xs)[:, None].astype(np.float32), np.stack(ps)
@@ -94,10 +100,16 @@ def train_landmarks(
         return torch.as_tensor(hm, dtype=torch.float32)
 
     def loss_fn(output: Any, target: torch.Tensor) -> torch.Tensor:
-        return coordinate_loss(output, target) if kind == "coordinates" else heatmap_loss(output, target)
+        return (
+            coordinate_loss(output, target)
+            if kind == "coordinates"
+            else heatmap_loss(output, target)
+        )
 
     def batches(rng: np.random.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for x, p in _batches(train.inputs, train.extra["landmarks_vox"], config.batch_size, max_shift, rng):
+        for x, p in _batches(
+            train.inputs, train.extra["landmarks_vox"], config.batch_size, max_shift, rng
+        ):
             yield torch.from_numpy(x), targets(p)
 
     val_targets = targets(val.extra["landmarks_vox"])
@@ -105,7 +117,9 @@ def train_landmarks(
     def validate(net: torch.nn.Module) -> tuple[float, float]:
         with torch.inference_mode():
             outputs = [net(torch.from_numpy(val.inputs[i : i + 1])) for i in range(len(val))]
-        loss = float(np.mean([float(loss_fn(o, val_targets[i : i + 1])) for i, o in enumerate(outputs)]))
+        loss = float(
+            np.mean([float(loss_fn(o, val_targets[i : i + 1])) for i, o in enumerate(outputs)])
+        )
         metric, _ = task.validate([o.numpy() for o in outputs], val, range(len(val)), meta)
         return loss, metric
 

@@ -90,7 +90,11 @@ def fit(
             model.load_state_dict(state["model"])
             optimiser.load_state_dict(state["optimiser"])
             schedule.load_state_dict(state["schedule"])
-            history, best_state, best_metric = state["history"], state["best_state"], state["best_metric"]
+            history, best_state, best_metric = (
+                state["history"],
+                state["best_state"],
+                state["best_metric"],
+            )
             start = len(history)
             print(f"resuming from {checkpoint} after epoch {start}", flush=True)
         else:
@@ -102,7 +106,9 @@ def fit(
         rng = np.random.default_rng([config.seed, epoch])
         model.train()
         losses = []
-        progress = tqdm(batches(rng), desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", leave=False)
+        progress = tqdm(
+            batches(rng), desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", leave=False
+        )
         for inputs, targets in progress:
             optimiser.zero_grad(set_to_none=True)
             loss = loss_fn(model(inputs), targets)
@@ -139,4 +145,6 @@ def fit(
 
     model.load_state_dict(best_state)
     model.eval()
-    return model, pd.DataFrame(history, columns=["epoch", "train_loss", "val_loss", "val_metric", "seconds"])
+    return model, pd.DataFrame(
+        history, columns=["epoch", "train_loss", "val_loss", "val_metric", "seconds"]
+    )
