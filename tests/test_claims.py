@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from medrepro.io.errors import InputError
 from medrepro.report.claims import (
     CLAIM_COLUMNS,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
 from medrepro.transforms.heatmaps import (
     decode_heatmaps,
     gaussian_heatmaps,

@@ -9,6 +9,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import SimpleITK as sitk
+
 from medrepro.io.errors import InputError
 from medrepro.io.images import array_to_image, image_to_array, read_image, write_image
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from medrepro.losses import CoordinateLoss, HeatmapLoss, coordinate_loss, heatmap_loss
 
 

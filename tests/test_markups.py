@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from medrepro.io.errors import InputError
 from medrepro.io.markups import read_markups, write_markups
 

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+
 from medrepro.metrics.landmarks import (
     combine_rmse,
     mean_radial_error,

@@ -6,11 +6,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
+
 from medrepro.nets import MODELS, build_model, count_parameters, load_bundle, save_bundle
 from medrepro.nets.blocks import ConvNormAct, ResNeXtBlock3d, norm_layer
 from medrepro.nets.hourglass import StackedHourglass3D
 from medrepro.nets.vgg_regressor import VGGRegressor3D, decode_coordinates, encode_coordinates
-from torch import nn
 
 torch.set_num_threads(1)
 

@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import SimpleITK as sitk
+from scipy import ndimage
+
 from medrepro.io.images import image_to_array, read_image
 from medrepro.io.markups import read_markups
 from medrepro.phantoms import head_ct_cli
@@ -22,7 +24,6 @@ from medrepro.phantoms.head_ct import (
     render_head_ct,
     sample_head,
 )
-from scipy import ndimage
 
 SPACING = 3.0
 SEEDS = (0, 1, 2)

@@ -10,10 +10,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
+
 from medrepro.io.errors import InputError
 from medrepro.report import cephalometry as ceph
 from medrepro.report.markdown import format_value, to_markdown
-from PIL import Image
 
 LABELS = ["Or-L", "Or-R", "Po-L", "Po-R"]
 CASES = ["c0", "c1", "c2", "c3"]  # c0 train, c1-c3 test

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from medrepro.nets.blocks import Upsample3d, linear_upsampling_kernel
 from torch.nn import functional as F
+
+from medrepro.nets.blocks import Upsample3d, linear_upsampling_kernel
 
 
 def _diffs(x: torch.Tensor) -> tuple[float, float, torch.Tensor]:
