@@ -104,6 +104,7 @@ rule ceph_train:
     resources:
         mem_mb=8000,
         runtime=240,
+        train_jobs=1,
     params:
         arch=lambda wc: model_config("cephalometry", wc.model)["arch"],
         kwargs=lambda wc: as_json(model_config("cephalometry", wc.model)["kwargs"]),
