@@ -19,7 +19,7 @@ RESULTS = Path("results/cephalometry")
 def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     cmd = [
         sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
-        "--directory", str(workdir), "--cores", "2", "--config", "scale=smoke", *args,
+        "--directory", str(workdir), "--cores", "2", *args, "--config", "scale=smoke",
     ]  # fmt: skip
     result = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir)
     if check and result.returncode != 0:

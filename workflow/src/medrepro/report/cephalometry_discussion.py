@@ -62,7 +62,7 @@ def _discuss_accuracy(inputs: ReportInputs, claims: Sequence[Claim]) -> list[str
     return out
 
 
-def _discuss_speed(inputs: ReportInputs, versions: dict[str, Any]) -> list[str]:
+def _discuss_speed(inputs: ReportInputs, versions: dict[str, Any], perf: pd.DataFrame) -> list[str]:
     out = []
     sys_versions = inputs.sysinfo.get("versions")
     torch_v = (
@@ -74,8 +74,9 @@ def _discuss_speed(inputs: ReportInputs, versions: dict[str, Any]) -> list[str]:
         published = float(pub.TABLE3_5_SPEED[role]["OpenVINO sync"]["speedup"])
         if m is None or measured is None:
             continue
+        relation = "faster than" if measured >= 1 else "as fast as"
         text = (
-            f"OpenVINO FP32 sync is {measured:.1f}× faster than PyTorch for {m.name} "
+            f"OpenVINO FP32 sync is {measured:.2f}× {relation} PyTorch for {m.name} "
             f"({pub.ROLES[role]}; published {published:.1f}×)"
         )
         if measured < published:
@@ -91,8 +92,23 @@ def _discuss_speed(inputs: ReportInputs, versions: dict[str, Any]) -> list[str]:
             )
         else:
             text += ", at or above the published ratio."
+        top = _top_node(perf, m.name, "f32")
+        if top is not None and top[0] not in {"Convolution", "GroupConvolution", "FullyConnected"}:
+            text += (
+                f" Per-layer counters: {top[0]} nodes take {100 * top[1]:.0f} % of {m.name}'s "
+                "OpenVINO FP32 time, more than any convolution."
+            )
         out.append(text)
     return out
+
+
+def _top_node(perf: pd.DataFrame, model: str, precision: str) -> tuple[str, float] | None:
+    """``(node type, share of time)`` of the most expensive node type, or None."""
+    rows = perf[(perf["model"] == model) & (perf["precision"] == precision)] if len(perf) else perf
+    if rows is None or len(rows) == 0:
+        return None
+    row = rows.sort_values("time_ms", ascending=False).iloc[0]
+    return str(row["node_type"]), float(row["share"])
 
 
 def _discuss_int8(inputs: ReportInputs, claims: Sequence[Claim], perf: pd.DataFrame) -> list[str]:
@@ -171,7 +187,7 @@ def discussion(
         "be checked (model not run or configuration missing)."
     ]
     out += _discuss_accuracy(inputs, claims)
-    out += _discuss_speed(inputs, versions)
+    out += _discuss_speed(inputs, versions, perf)
     out += _discuss_int8(inputs, claims, perf)
     out += _discuss_variants(inputs, claims, perf)
     if failed:
