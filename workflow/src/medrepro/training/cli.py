@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 from pathlib import Path
 
@@ -12,8 +13,8 @@ from medrepro.training.loop import TrainConfig
 
 __all__ = ["main"]
 
-#: task -> trainer
-TRAINERS = {"cephalometry": "landmarks"}
+#: task -> "module:function" of its trainer (keyword arguments as in ``train_landmarks``)
+TRAINERS = {"cephalometry": "medrepro.training.landmarks:train_landmarks"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,9 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     torch.set_num_interop_threads(1)
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
-    from medrepro.training.landmarks import train_landmarks
-
-    train_landmarks(
+    module, function = TRAINERS[args.task].split(":")
+    trainer = getattr(importlib.import_module(module), function)
+    trainer(
         task_name=args.task,
         dataset=args.dataset,
         splits=args.splits,
