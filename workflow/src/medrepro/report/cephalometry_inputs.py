@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from medrepro.benchmark.driver import COLUMNS as BENCHMARK_COLUMNS
 from medrepro.io.errors import InputError
 from medrepro.metrics.landmarks import radial_errors
 
@@ -62,27 +63,8 @@ PREDICTION_COLUMNS = (
     "error_mm",
 )
 HISTORY_COLUMNS = ("epoch", "train_loss", "val_loss", "val_metric", "seconds")
-BENCH_COLUMNS = (
-    "model",
-    "backend",
-    "precision",
-    "mode",
-    "batch",
-    "threads",
-    "nreq",
-    "status",
-    "latency_median_ms",
-    "latency_p90_ms",
-    "latency_mean_ms",
-    "latency_min_ms",
-    "total_time_s",
-    "samples",
-    "fps",
-    "peak_rss_mb",
-    "compile_time_s",
-    "first_inference_ms",
-    "repeats",
-)
+#: the benchmark driver's aggregated table (one source of truth for its layout)
+BENCH_COLUMNS = tuple(BENCHMARK_COLUMNS)
 BENCH_NUMERIC = tuple(
     c for c in BENCH_COLUMNS if c not in ("model", "backend", "precision", "mode", "status")
 )
