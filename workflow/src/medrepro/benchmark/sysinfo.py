@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import platform
 import re
+from collections.abc import Iterable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,8 @@ __all__ = [
     "cpu_model",
     "memory_mb",
     "library_versions",
+    "package_versions",
+    "parse_cpuinfo",
     "system_info",
 ]
 
@@ -36,16 +39,32 @@ def _cpuinfo() -> str:
         return ""
 
 
+def parse_cpuinfo(text: str) -> tuple[str | None, list[str]]:
+    """``(model name, sorted flags)`` of the first core in ``/proc/cpuinfo`` text.
+
+    The flags line is ``flags`` on x86 and ``Features`` on ARM; either may be absent.
+    """
+    model: str | None = None
+    flags: list[str] = []
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key == "model name" and model is None:
+            model = value.strip()
+        elif key in ("flags", "Features") and not flags:
+            flags = sorted(set(value.split()))
+    return model, flags
+
+
 def cpu_model() -> str:
     """CPU model name (``/proc/cpuinfo``, else ``platform.processor()``)."""
-    match = re.search(r"^model name\s*:\s*(.+)$", _cpuinfo(), re.M)
-    return match.group(1).strip() if match else (platform.processor() or platform.machine())
+    model, _ = parse_cpuinfo(_cpuinfo())
+    return model or platform.processor() or platform.machine()
 
 
 def cpu_flags(all_flags: bool = False) -> list[str]:
     """CPU flags of the first core: those relevant to inference, or all of them."""
-    match = re.search(r"^flags\s*:\s*(.+)$", _cpuinfo(), re.M)
-    flags = sorted(set(match.group(1).split())) if match else []
+    _, flags = parse_cpuinfo(_cpuinfo())
     return flags if all_flags else [f for f in flags if INFERENCE_FLAG_PATTERN.match(f)]
 
 
@@ -62,9 +81,8 @@ def _read(path: str) -> str:
         return ""
 
 
-def library_versions() -> dict[str, str | None]:
-    """Installed versions of the inference stack (``None`` if absent)."""
-    names = ["torch", "openvino", "nncf", "onnxruntime", "onnx", "numpy"]
+def package_versions(names: Iterable[str]) -> dict[str, str | None]:
+    """Installed versions of the distributions ``names``, without importing them (``None`` if absent)."""
     versions: dict[str, str | None] = {}
     for name in names:
         try:
@@ -72,6 +90,11 @@ def library_versions() -> dict[str, str | None]:
         except metadata.PackageNotFoundError:
             versions[name] = None
     return versions
+
+
+def library_versions() -> dict[str, str | None]:
+    """Installed versions of the inference stack (``None`` if absent)."""
+    return package_versions(["torch", "openvino", "nncf", "onnxruntime", "onnx", "numpy"])
 
 
 def _openvino_info() -> dict[str, Any]:

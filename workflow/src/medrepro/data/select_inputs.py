@@ -25,6 +25,31 @@ __all__ = ["select_inputs", "main"]
 _SPLITS = ("train", "val", "test")
 
 
+def split_indices(
+    case_id: Sequence[str], splits: pd.DataFrame, split: str, *, source: str | Path = "splits"
+) -> np.ndarray:
+    """Positions, in dataset order, of the cases that ``splits`` assigns to ``split``.
+
+    Args:
+        case_id: ``(N,)`` case ids of the dataset.
+        splits: table with columns ``case_id`` and ``split``.
+        split: ``train``, ``val`` or ``test``.
+        source: name of the splits file, used in error messages.
+
+    Raises:
+        InputError: missing columns, a split case absent from the dataset, or an empty split.
+    """
+    require_columns(splits, ("case_id", "split"), source)
+    wanted = set(splits.loc[splits["split"].astype(str) == split, "case_id"].astype(str))
+    ids = np.asarray(case_id).astype(str)
+    unknown = sorted(wanted - set(ids.tolist()))
+    if unknown:
+        raise InputError(source, f"case(s) of split {split!r} not in the dataset: {unknown}")
+    if not wanted:
+        raise InputError(source, f"split {split!r} has no cases")
+    return np.flatnonzero(np.isin(ids, sorted(wanted)))
+
+
 def select_inputs(
     images: np.ndarray,
     case_id: Sequence[str],
@@ -46,18 +71,10 @@ def select_inputs(
         ``inputs`` float32 ``(M, 1, X, Y, Z)`` and ``case_id (M,)`` str, in dataset order.
 
     Raises:
-        InputError: missing columns, a split case absent from the dataset, or an empty split.
+        InputError: as :func:`split_indices`.
     """
-    require_columns(splits, ("case_id", "split"), source)
-    wanted = set(splits.loc[splits["split"].astype(str) == split, "case_id"].astype(str))
-    ids = np.asarray(case_id).astype(str)
-    unknown = sorted(wanted - set(ids.tolist()))
-    if unknown:
-        raise InputError(source, f"case(s) of split {split!r} not in the dataset: {unknown}")
-    if not wanted:
-        raise InputError(source, f"split {split!r} has no cases")
-    keep = np.flatnonzero(np.isin(ids, sorted(wanted)))
-    return np.ascontiguousarray(images[keep][:, None], dtype=np.float32), ids[keep]
+    keep = split_indices(case_id, splits, split, source=source)
+    return np.ascontiguousarray(images[keep][:, None], dtype=np.float32), np.asarray(case_id).astype(str)[keep]
 
 
 def _load_dataset(path: Path) -> tuple[np.ndarray, np.ndarray]:

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from medrepro.benchmark.sysinfo import package_versions
 from medrepro.io.atomic import atomic_path, write_json
 from medrepro.io.errors import InputError
 
@@ -354,22 +355,6 @@ def load_inputs(path: str | Path, max_items: int | None = None) -> np.ndarray:
     return np.ascontiguousarray(inputs[:max_items], dtype=np.float32)
 
 
-def _versions() -> dict[str, str]:
-    import onnx
-    import onnxruntime
-    import openvino
-    import torch
-
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "onnx": onnx.__version__,
-        "onnxruntime": onnxruntime.__version__,
-        "openvino": openvino.get_version(),
-        "numpy": np.__version__,
-    }
-
-
 def _onnx_opset(path: Path) -> int:
     import onnx
 
@@ -444,7 +429,10 @@ def main(argv: list[str] | None = None) -> int:
             k: paths[k].with_suffix(".bin").stat().st_size for k in ("ir_fp32", "ir_fp16")
         },
         "arch": meta.get("arch"),
-        "versions": _versions(),
+        "versions": {
+            "python": platform.python_version(),
+            **package_versions(["torch", "onnx", "onnxruntime", "openvino", "numpy"]),
+        },
     }
     write_json(out / "parity.json", report)
     for name, diff in diffs.items():

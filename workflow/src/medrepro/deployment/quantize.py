@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from medrepro.benchmark.sysinfo import package_versions
 from medrepro.deployment.export import save_ir
 from medrepro.io.atomic import write_json
 from medrepro.io.errors import InputError
@@ -375,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
         metric_unit=getattr(task, "metric_unit", ""),
         input_shape=shape,
         ir=str(args.ir),
-        versions=_versions(),
+        versions=package_versions(["nncf", "openvino", "numpy"]),
     )
     save_ir(model, args.out_dir / "model_int8.xml", compress_to_fp16=False)
     write_json(args.out_dir / "quantization.json", report)
@@ -386,10 +387,3 @@ def main(argv: list[str] | None = None) -> int:
         file=sys.stderr,
     )
     return 0
-
-
-def _versions() -> dict[str, str]:
-    import nncf
-    import openvino
-
-    return {"nncf": nncf.__version__, "openvino": openvino.get_version(), "numpy": np.__version__}

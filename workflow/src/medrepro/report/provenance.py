@@ -7,7 +7,6 @@ run that produced it.
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import os
 import platform
 import shlex
@@ -17,6 +16,8 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from medrepro.benchmark import sysinfo
 
 __all__ = [
     "PACKAGES",
@@ -53,13 +54,7 @@ def package_versions(names: Iterable[str] = PACKAGES) -> dict[str, str | None]:
     Returns:
         ``{"python": "3.11.x", name: version or None, ...}``.
     """
-    out: dict[str, str | None] = {"python": platform.python_version()}
-    for name in names:
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            out[name] = None
-    return out
+    return {"python": platform.python_version(), **sysinfo.package_versions(names)}
 
 
 def cpu_info(cpuinfo: str | Path = "/proc/cpuinfo") -> dict[str, Any]:
@@ -71,19 +66,11 @@ def cpu_info(cpuinfo: str | Path = "/proc/cpuinfo") -> dict[str, Any]:
     Returns:
         ``{"model": str, "flags": [str, ...], "logical_cpus": int, "usable_cpus": int, "machine": str}``.
     """
-    model: str | None = None
-    flags: list[str] = []
     try:
         text = Path(cpuinfo).read_text()
     except OSError:
         text = ""
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        key = key.strip()
-        if key == "model name" and model is None:
-            model = value.strip()
-        elif key in ("flags", "Features") and not flags:
-            flags = sorted(value.split())
+    model, flags = sysinfo.parse_cpuinfo(text)
     model = model or platform.processor() or "unknown"
     try:
         usable = len(os.sched_getaffinity(0))

@@ -14,27 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
+from medrepro.data.select_inputs import split_indices
 from medrepro.io.errors import InputError
+from medrepro.io.tables import read_text_csv
 from medrepro.metrics.landmarks import pooled_rmse, radial_errors
 from medrepro.preprocessing.geometry import Grid, index_to_mm
 from medrepro.tasks.base import TaskItems
 
-__all__ = ["CephalometryTask", "TASK", "decode_to_voxels", "load_split_indices"]
-
-
-def load_split_indices(case_ids: Sequence[str], splits: Path, split: str) -> np.ndarray:
-    """Positions in ``case_ids`` of the cases that ``splits.csv`` assigns to ``split``."""
-    table = pd.read_csv(splits)
-    missing = {"case_id", "split"} - set(table.columns)
-    if missing:
-        raise InputError(splits, f"missing columns {sorted(missing)}")
-    wanted = set(table.loc[table["split"] == split, "case_id"].astype(str))
-    index = np.array([i for i, c in enumerate(case_ids) if str(c) in wanted], dtype=int)
-    if len(index) == 0:
-        raise InputError(splits, f"no case of the dataset is in split {split!r}")
-    return index
+__all__ = ["CephalometryTask", "TASK", "decode_to_voxels"]
 
 
 def decode_to_voxels(
@@ -72,7 +60,7 @@ class CephalometryTask:
         try:
             data = np.load(dataset, allow_pickle=False)
             case_id = [str(c) for c in data["case_id"]]
-            index = load_split_indices(case_id, Path(splits), split)
+            index = split_indices(case_id, read_text_csv(splits), split, source=splits)
             images = data["images"][index].astype(np.float32)
             extra = {
                 key: data[key][index]
@@ -87,8 +75,6 @@ class CephalometryTask:
             }
             extra["labels"] = [str(label) for label in data["labels"]]
         except (OSError, KeyError, ValueError) as err:
-            if isinstance(err, InputError):
-                raise
             raise InputError(dataset, f"not a cephalometry dataset.npz ({err})") from err
         return TaskItems(inputs=images[:, None], case_id=[case_id[i] for i in index], extra=extra)
 
