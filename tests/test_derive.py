@@ -22,7 +22,9 @@ def parent(tmp_path: Path) -> Path:
     path = tmp_path / "hourglass" / "model.pt"
     save_bundle(path, model, arch="stacked_hourglass", kwargs={**KWARGS, "upsample": "trilinear"},
                 input_shape=[1, 1, 16, 16, 8], output_kind="heatmaps", extra={"heatmap_stride": 2})  # fmt: skip
-    (path.parent / "history.csv").write_text("epoch,train_loss,val_loss,val_metric,seconds\n1,1,1,-1,1\n")
+    (path.parent / "history.csv").write_text(
+        "epoch,train_loss,val_loss,val_metric,seconds\n1,1,1,-1,1\n"
+    )
     return path
 
 
@@ -58,7 +60,10 @@ def test_learnable_kernel_would_be_untrained(parent: Path) -> None:
 def test_cli_writes_bundle_and_history(parent: Path, tmp_path: Path) -> None:
     out = tmp_path / "hourglass_deconv"
     overrides = '{"upsample": "deconv", "upsample_learnable": false}'
-    assert main(["derive", "--parent", str(parent), "--overrides", overrides, "--out-dir", str(out)]) == 0
+    assert (
+        main(["derive", "--parent", str(parent), "--overrides", overrides, "--out-dir", str(out)])
+        == 0
+    )
     model, meta = load_bundle(out / "model.pt")
     assert meta["extra"]["derived_from"] == str(parent)
     assert (out / "history.csv").read_text() == (parent.parent / "history.csv").read_text()
