@@ -18,19 +18,24 @@ envvars:
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/training.smk"
 include: "workflow/rules/export.smk"
 include: "workflow/rules/quantize.smk"
 include: "workflow/rules/benchmark.smk"
 include: "workflow/rules/cephalometry.smk"
+include: "workflow/rules/brain_extraction.smk"
 
 
 wildcard_constraints:
     paper="|".join(PAPERS),
     model=r"[a-z][a-z0-9_]*",
     split="train|val|test",
+    subject=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
 
 
 rule all:
     default_target: True
     input:
         rules.cephalometry.input,
+        rules.brain_extraction.input,

@@ -76,3 +76,52 @@ def test_bad_markups(
     assert status == 2
     assert "P002_pre.mrk.json" in err and problem in err
     assert not (tmp_path / "dataset.npz").exists()
+
+
+@pytest.fixture(scope="module")
+def brain_cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three 6-mm phantom subjects; the third (index 2) is stored as DICOM series."""
+    from medrepro.phantoms.brain_mri import generate_cohort as generate_brain_cohort
+
+    root = tmp_path_factory.mktemp("brain") / "cohort"
+    root.mkdir()
+    generate_brain_cohort(root, n_subjects=3, spacing_mm=6.0, seed=0, dicom_fraction=1.0)
+    return root
+
+
+def convert(cohort: Path, out: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    status = main(
+        ["brain-convert", "--cohort", str(cohort), "--subject", "sub-001", "--out-dir", str(out)]
+    )
+    return status, capsys.readouterr().err
+
+
+def test_brain_dicom_series_with_a_missing_slice(
+    brain_cohort: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shutil
+
+    cohort = tmp_path / "cohort"
+    shutil.copytree(brain_cohort, cohort)
+    series = cohort / "sub-001" / "dicom_t2"
+    files = sorted(series.glob("*.dcm"))
+    assert len(files) > 4
+    files[len(files) // 2].unlink()
+    status, err = convert(cohort, tmp_path / "native", capsys)
+    assert status == 2
+    assert str(series) in err and "missing slice" in err
+    assert not (tmp_path / "native").exists()
+
+
+def test_brain_subject_without_a_modality(
+    brain_cohort: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shutil
+
+    cohort = tmp_path / "cohort"
+    shutil.copytree(brain_cohort, cohort)
+    shutil.rmtree(cohort / "sub-001" / "dicom_flair")
+    status, err = convert(cohort, tmp_path / "native", capsys)
+    assert status == 2
+    assert "subjects.csv" in err and "sub-001" in err and "flair" in err
+    assert not (tmp_path / "native").exists()

@@ -47,6 +47,16 @@ def test_plan_configs(tmp_path):
     assert len(plan_configs({"bundle": m["bundle"]}, [1, 2], 5, 8)) == 2
 
 
+def test_plan_configs_sync_only_for_core_scaling(tmp_path):
+    m = {"bundle": tmp_path / "b.pt", "onnx": tmp_path / "m.onnx", "ir_fp32": tmp_path / "f.xml",
+         "ir_int8": tmp_path / "i.xml"}  # fmt: skip
+    configs = plan_configs(m, [1], iterations=5, samples=8, modes=["sync"])
+    labels = {(c.backend, c.precision) for c in configs}
+    assert {c.mode for c in configs} == {"sync"}
+    assert labels == {("pytorch", "f32"), ("onnxruntime", "f32"), ("openvino", "f32"),
+                      ("openvino", "bf16"), ("openvino", "int8")}  # fmt: skip
+
+
 def test_driver_runs_every_configuration(models, tmp_path):
     # the INT8 slot gets the FP32 IR: this tests the plumbing, not quantization
     argv = ["--model-name", "tiny", "--bundle", str(models / "model.pt"), "--onnx", str(models / "model.onnx"),

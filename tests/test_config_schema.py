@@ -24,7 +24,14 @@ def dry_run(tmp_path: Path, *config: str) -> subprocess.CompletedProcess:
 def test_default_config_dry_run_resolves(tmp_path: Path) -> None:
     result = dry_run(tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "ceph_train" in result.stdout
+    for rule in (
+        "train_model",
+        "ceph_evaluate",
+        "brain_phantoms",
+        "brain_report",
+        "benchmark_scaling",
+    ):
+        assert rule in result.stdout, rule
 
 
 @pytest.mark.parametrize(

@@ -3,38 +3,19 @@
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from smoke_pipeline import smoke_workdir, snakemake
 
-REPO = Path(__file__).resolve().parents[1]
 RESULTS = Path("results/cephalometry")
-
-
-def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    cmd = [
-        sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
-        "--directory", str(workdir), "--cores", "2", *args, "--config", "scale=smoke",
-    ]  # fmt: skip
-    result = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir)
-    if check and result.returncode != 0:
-        pytest.fail(
-            f"snakemake {' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-8000:]}"
-        )
-    return result
 
 
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    workdir = tmp_path_factory.mktemp("smoke")
-    shutil.copy(REPO / "config.yaml", workdir / "config.yaml")
-    snakemake(workdir, "cephalometry")
-    return workdir
+    return smoke_workdir(tmp_path_factory, "smoke", "cephalometry")
 
 
 @pytest.mark.integration
@@ -81,4 +62,4 @@ def test_figures_rerender_without_retraining(smoke_run: Path) -> None:
     result = snakemake(smoke_run, "cephalometry_figures")
     assert (smoke_run / RESULTS / "report.md").exists()
     assert model.stat().st_mtime_ns == before
-    assert "ceph_train" not in result.stdout + result.stderr
+    assert "train_model" not in result.stdout + result.stderr

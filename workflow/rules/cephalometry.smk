@@ -23,27 +23,6 @@ rule ceph_phantoms:
         " --spacing-mm {params.spacing_mm} --seed {params.seed} > {log} 2>&1"
 
 
-rule ceph_split:
-    input:
-        cohort=ceph_cohort(),
-    output:
-        f"{CEPH_RESULTS}/preprocessed/splits.csv",
-    log:
-        "logs/cephalometry/split.log",
-    conda:
-        ENV
-    threads: 1
-    resources:
-        mem_mb=1000,
-        runtime=5,
-    params:
-        fractions=" ".join(map(str, CEPH["split_fractions"])),
-        seed=SEED,
-    shell:
-        "python -m medrepro split --cases {input.cohort}/cases.csv --out {output}"
-        " --fractions {params.fractions} --seed {params.seed} > {log} 2>&1"
-
-
 rule ceph_preprocess:
     input:
         cohort=ceph_cohort(),
@@ -66,60 +45,6 @@ rule ceph_preprocess:
         "python -m medrepro ceph-preprocess --cases {input.cohort}/cases.csv --out {output}"
         " --spacing {params.spacing} --shape {params.shape} --hu-window {params.window}"
         " --labels {params.labels} > {log} 2>&1"
-
-
-rule ceph_select_inputs:
-    input:
-        dataset=f"{CEPH_RESULTS}/preprocessed/dataset.npz",
-        splits=f"{CEPH_RESULTS}/preprocessed/splits.csv",
-    output:
-        f"{CEPH_RESULTS}/preprocessed/inputs_{{split}}.npz",
-    log:
-        "logs/cephalometry/select_inputs_{split}.log",
-    conda:
-        ENV
-    threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=5,
-    shell:
-        "python -m medrepro select-inputs --dataset {input.dataset} --splits {input.splits}"
-        " --split {wildcards.split} --out {output} > {log} 2>&1"
-
-
-rule ceph_train:
-    input:
-        dataset=f"{CEPH_RESULTS}/preprocessed/dataset.npz",
-        splits=f"{CEPH_RESULTS}/preprocessed/splits.csv",
-    output:
-        bundle=f"{CEPH_RESULTS}/models/{{model}}/model.pt",
-        history=f"{CEPH_RESULTS}/models/{{model}}/history.csv",
-    log:
-        "logs/cephalometry/train/{model}.log",
-    wildcard_constraints:
-        model=ceph_model_pattern(derived=False),
-    conda:
-        ENV
-    threads: THREADS
-    resources:
-        mem_mb=8000,
-        runtime=240,
-        train_jobs=1,
-    params:
-        arch=lambda wc: model_config("cephalometry", wc.model)["arch"],
-        kwargs=lambda wc: as_json(model_config("cephalometry", wc.model)["kwargs"]),
-        epochs=lambda wc: model_config("cephalometry", wc.model)["training"]["epochs"],
-        batch_size=lambda wc: model_config("cephalometry", wc.model)["training"][
-            "batch_size"
-        ],
-        lr=lambda wc: model_config("cephalometry", wc.model)["training"]["lr"],
-        seed=SEED,
-        out_dir=lambda wc, output: os.path.dirname(output.bundle),
-    shell:
-        "python -m medrepro train --task cephalometry --dataset {input.dataset} --splits {input.splits}"
-        " --arch {params.arch} --model-kwargs '{params.kwargs}' --epochs {params.epochs}"
-        " --batch-size {params.batch_size} --lr {params.lr} --seed {params.seed} --threads {threads}"
-        " --out-dir {params.out_dir} > {log} 2>&1"
 
 
 rule ceph_derive:

@@ -23,7 +23,7 @@ os.environ["PATH"] = os.pathsep.join(
 ENV = "../../envs/medrepro.yaml"
 
 # The papers whose rules are included so far.
-PAPERS = ["cephalometry"]
+PAPERS = ["cephalometry", "brain_extraction"]
 
 
 def deep_merge(base, override):
@@ -69,6 +69,33 @@ def model_config(paper, model):
         "kwargs": kwargs,
         "training": settings["training"][entry["arch"]],
     }
+
+
+def trained_model_pattern():
+    """Regex of every paper's models that are trained (not derived from another model)."""
+    names = sorted(
+        {
+            m
+            for paper in PAPERS
+            for m, entry in config[paper]["models"].items()
+            if not entry.get("derive_from")
+        }
+    )
+    return "|".join(names) or "(?!)"
+
+
+def split_cases_source(wildcards):
+    """What a paper's split depends on: the cohort directory or the table of cases."""
+    if wildcards.paper == "cephalometry":
+        return ceph_cohort()
+    return f"results/{wildcards.paper}/preprocessed/cases.csv"
+
+
+def split_cases_table(wildcards):
+    """The table of cases (case_id, patient_id) that a paper's split is drawn from."""
+    if wildcards.paper == "cephalometry":
+        return f"{ceph_cohort()}/cases.csv"
+    return split_cases_source(wildcards)
 
 
 # --- quantize ---
@@ -151,4 +178,100 @@ CEPH_REPORT_ARGS = (
     f" --paper-models {ceph_paper_model('direct_regression')} {ceph_paper_model('hourglass')}"
     f" --dataset {CEPH_RESULTS}/preprocessed/dataset.npz"
     f" --splits {CEPH_RESULTS}/preprocessed/splits.csv --seed {SEED}"
+)
+
+
+# --- brain extraction ---
+
+BRAIN = paper_settings("brain_extraction")
+BRAIN_MODELS = list(BRAIN["models"])
+BRAIN_RESULTS = "results/brain_extraction"
+BRAIN_PHANTOMS = "data/brain_extraction/synthetic"
+
+
+def brain_cohort():
+    """The cohort directory (with subjects.csv): the user's data, or the generated phantoms."""
+    return BRAIN["data_dir"] or BRAIN_PHANTOMS
+
+
+def brain_subjects():
+    """Subject ids of the cohort, read from its subjects.csv (after the phantoms exist)."""
+    import csv
+
+    if BRAIN["data_dir"]:
+        cohort = BRAIN["data_dir"]
+    else:
+        cohort = checkpoints.brain_phantoms.get().output[0]
+    table = os.path.join(cohort, "subjects.csv")
+    if not os.path.exists(table):
+        raise ValueError(
+            f"{table}: missing (brain_extraction.data_dir needs a subjects.csv)"
+        )
+    with open(table, newline="") as handle:
+        ids = [row["subject_id"] for row in csv.DictReader(handle)]
+    if not ids:
+        raise ValueError(f"{table}: no subjects")
+    return ids
+
+
+def brain_registered_dirs(wildcards):
+    return expand(f"{BRAIN_RESULTS}/registered/{{s}}", s=brain_subjects())
+
+
+def brain_native_dirs(wildcards):
+    return expand(f"{BRAIN_RESULTS}/native/{{s}}", s=brain_subjects())
+
+
+def brain_atlas_args():
+    """Command-line arguments naming a user's atlas, or none for the built-in MNI152 atlas."""
+    if BRAIN["atlas"] is None:
+        return ""
+    if not BRAIN["atlas_mask"]:
+        raise ValueError(
+            "brain_extraction.atlas is set: brain_extraction.atlas_mask is required"
+        )
+    return f"--atlas {BRAIN['atlas']} --atlas-mask {BRAIN['atlas_mask']}"
+
+
+def brain_scaling_threads():
+    """Thread counts of the core-scaling benchmark: the config list, or 1 .. all cores."""
+    return BRAIN["scaling_threads"] or list(range(1, (os.cpu_count() or 1) + 1))
+
+
+def brain_paper_model():
+    names = [
+        m for m, e in BRAIN["models"].items() if e.get("paper_role") == "brainmage"
+    ]
+    return names[0] if names else BRAIN_MODELS[0]
+
+
+def brain_report_inputs():
+    model = brain_paper_model()
+    per_model = [
+        "models/{model}/evaluation.csv",
+        "models/{model}/history.csv",
+        "models/{model}/export/parity.json",
+        "models/{model}/int8/quantization.json",
+        "models/{model}/int8_default/quantization.json",
+        "benchmark/{model}.csv",
+        "benchmark/{model}_perf_counters.csv",
+        "benchmark/{model}_sysinfo.json",
+    ]
+    files = [
+        f"{BRAIN_RESULTS}/preprocessed/qc.csv",
+        f"{BRAIN_RESULTS}/preprocessed/splits.csv",
+    ]
+    files += [f"{BRAIN_RESULTS}/{p.format(model=model)}" for p in per_model]
+    files += [f"{BRAIN_RESULTS}/models/{model}/masks"]
+    files += expand(
+        f"{BRAIN_RESULTS}/benchmark/scaling/{model}_t{{k}}.csv",
+        k=brain_scaling_threads(),
+    )
+    return files
+
+
+BRAIN_REPORT_ARGS = (
+    f"--results-dir {BRAIN_RESULTS} --model {brain_paper_model()}"
+    f" --scaling-threads {' '.join(map(str, brain_scaling_threads()))}"
+    f" --seed {SEED} --out-dir {BRAIN_RESULTS}"
 )

@@ -34,6 +34,35 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "medrepro.report.cephalometry",
         "tables, figures, claims, report.md, provenance.json",
     ),
+    # brain extraction (paper 001)
+    "brain-atlas": (
+        "medrepro.phantoms.brain_atlas",
+        "atlas T1 + brain mask on an SRI24-like grid (MNI152 from nilearn, or a given atlas)",
+    ),
+    "brain-phantoms": (
+        "medrepro.phantoms.brain_mri_cli",
+        "generate synthetic multi-contrast brain MRI subjects (NIfTI and DICOM series)",
+    ),
+    "brain-convert": (
+        "medrepro.preprocessing.brain_convert",
+        "one subject: DICOM series to NIfTI, every modality reoriented to LPS",
+    ),
+    "brain-register": (
+        "medrepro.preprocessing.brain_register",
+        "one subject: N4 (registration only), rigid registration to the atlas, one resampling",
+    ),
+    "brain-dataset": (
+        "medrepro.preprocessing.brain_dataset",
+        "registered subjects -> normalised network inputs, masks, QC table",
+    ),
+    "brain-evaluate": (
+        "medrepro.tasks.brain_extraction_evaluate",
+        "native-space masks with every runtime and precision, Dice and HD95",
+    ),
+    "brain-report": (
+        "medrepro.report.brain_extraction",
+        "Table 4, core scaling, qualitative slices, claims, report.md",
+    ),
     # shared stages
     "split": ("medrepro.data.split", "split cases into train/val/test by patient"),
     "select-inputs": (

@@ -107,6 +107,7 @@ def plan_configs(
     batches: Sequence[int],
     iterations: int,
     samples: int,
+    modes: Sequence[str] = ("sync", "async"),
 ) -> list[Config]:
     """The configurations to run, batch-1 set first, then the batch sweep (b > 1).
 
@@ -115,6 +116,7 @@ def plan_configs(
         batches: batch sizes of the sweep.
         iterations: timed batches of the batch-1 sync configurations.
         samples: timed samples of async configurations and of the sweep.
+        modes: the modes to run (``sync``, ``async``); a core-scaling run needs only ``sync``.
     """
     m = models
     ov_models = {"f32": m.get("ir_fp32"), "bf16": m.get("ir_fp32"), "int8": m.get("ir_int8")}
@@ -128,7 +130,7 @@ def plan_configs(
         model: Path | None,
         count: tuple[str, int],
     ) -> None:
-        if model is None:
+        if model is None or mode not in modes:
             return
         pc = backend == "openvino" and mode == "sync" and batch == 1
         configs.append(Config(backend, precision, mode, batch, Path(model), count, pc))
@@ -355,6 +357,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--nreq", type=int, default=4)
+    parser.add_argument(
+        "--modes", nargs="+", choices=["sync", "async"], default=["sync", "async"],
+        help="inference modes to run (async: --nreq parallel requests, OpenVINO only)",
+    )  # fmt: skip
     parser.add_argument("--mem-limit-mb", type=float, default=None)
     parser.add_argument("--timeout-s", type=float, default=1800.0)
     parser.add_argument("--out", type=Path, required=True, help="aggregated CSV")
@@ -401,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the ``benchmark`` stage."""
     args = _parser().parse_args(argv)
     models = _check_args(args)
-    configs = plan_configs(models, args.batches, args.iterations, args.samples)
+    configs = plan_configs(models, args.batches, args.iterations, args.samples, args.modes)
     rows: list[dict[str, Any]] = []
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="medrepro-bench-") as tmp:

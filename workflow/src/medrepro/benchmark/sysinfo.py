@@ -23,6 +23,7 @@ __all__ = [
     "library_versions",
     "package_versions",
     "parse_cpuinfo",
+    "physical_cores",
     "system_info",
 ]
 
@@ -130,6 +131,13 @@ def _torch_info() -> dict[str, Any]:
         return {"torch_error": repr(err)}
 
 
+def physical_cores() -> int | None:
+    """Physical cores (hyper-threads not counted), or ``None`` where psutil cannot tell."""
+    import psutil
+
+    return psutil.cpu_count(logical=False)
+
+
 def system_info() -> dict[str, Any]:
     """Everything needed to interpret a benchmark table on another machine."""
     affinity = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
@@ -137,6 +145,7 @@ def system_info() -> dict[str, Any]:
         "cpu_model": cpu_model(),
         "cpu_flags": cpu_flags(),
         "logical_cpus": os.cpu_count(),
+        "physical_cores": physical_cores(),
         "affinity_cpus": affinity,
         "memory_mb": memory_mb(),
         "os": platform.platform(),

@@ -15,6 +15,7 @@ from torch import nn
 
 from medrepro.nets.bundle import load_bundle, save_bundle
 from medrepro.nets.hourglass import StackedHourglass3D
+from medrepro.nets.resunet import ResUNet3D
 from medrepro.nets.vgg_regressor import VGGRegressor3D
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "save_bundle",
     "load_bundle",
     "StackedHourglass3D",
+    "ResUNet3D",
     "VGGRegressor3D",
 ]
 
@@ -31,6 +33,7 @@ __all__ = [
 MODELS: dict[str, type[nn.Module]] = {
     "vgg_regressor": VGGRegressor3D,
     "stacked_hourglass": StackedHourglass3D,
+    "resunet": ResUNet3D,
 }
 
 

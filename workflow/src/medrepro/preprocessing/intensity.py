@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
-__all__ = ["clip_window", "zscore"]
+__all__ = ["clip_window", "zscore", "brainmage_normalise"]
 
 
 def clip_window(arr: ArrayLike, low: float, high: float) -> np.ndarray:
@@ -59,3 +59,34 @@ def zscore(arr: ArrayLike, mask: ArrayLike | None = None, eps: float = 1e-6) -> 
     mean = values.mean()
     std = max(float(values.std()), eps)
     return ((arr - mean) / std).astype(np.float32)
+
+
+def brainmage_normalise(arr: ArrayLike) -> np.ndarray:
+    """BrainMaGe's inference normalisation (Thakur et al. 2022; ``utils_test.process_image``).
+
+    Of the voxels ``>=`` the image mean, take ``p1`` = the 2nd and ``p2`` = the 95th percentile
+    (numpy's linear interpolation); clip the image above at ``p2``; return ``(x - p1) / p2``.
+    This divides by ``p2``, not ``p2 - p1``, exactly as the original code does; the result is
+    therefore at most ``1 - p1 / p2`` and negative below ``p1``.
+
+    Args:
+        arr: image of any shape, e.g. an atlas-space volume ``(X, Y, Z)``; computed in float64.
+
+    Returns:
+        float32 array of ``arr``'s shape (a new array; ``arr`` is not modified).
+
+    Raises:
+        ValueError: if ``arr`` is empty or not finite, or ``p2 == 0`` (the division is undefined).
+    """
+    x = np.array(arr, dtype=np.float64)
+    if x.size == 0:
+        raise ValueError("brainmage_normalise of an empty array")
+    if not np.all(np.isfinite(x)):
+        raise ValueError("brainmage_normalise: the array has NaN/inf values")
+    upper = x[x >= x.mean()]
+    p1 = float(np.percentile(upper, 2))
+    p2 = float(np.percentile(upper, 95))
+    if p2 == 0.0:
+        raise ValueError("brainmage_normalise: the 95th percentile is 0 (blank image?)")
+    x[x > p2] = p2
+    return ((x - p1) / p2).astype(np.float32)

@@ -16,6 +16,7 @@ __all__ = ["Task", "TaskItems", "get_task", "TASKS"]
 #: task name -> "module:attribute" of a Task instance
 TASKS: dict[str, str] = {
     "cephalometry": "medrepro.tasks.cephalometry:TASK",
+    "brain_extraction": "medrepro.tasks.brain_extraction:TASK",
 }
 
 

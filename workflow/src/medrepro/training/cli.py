@@ -9,12 +9,15 @@ from pathlib import Path
 
 import torch
 
-from medrepro.training.loop import TrainConfig
+from medrepro.training.loop import OPTIMIZERS, TrainConfig
 
 __all__ = ["main"]
 
 #: task -> "module:function" of its trainer (keyword arguments as in ``train_landmarks``)
-TRAINERS = {"cephalometry": "medrepro.training.landmarks:train_landmarks"}
+TRAINERS = {
+    "cephalometry": "medrepro.training.landmarks:train_landmarks",
+    "brain_extraction": "medrepro.training.segmentation:train_segmentation",
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,13 +33,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, required=True)
     parser.add_argument("--lr", type=float, required=True)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--optimizer", default="adam", choices=OPTIMIZERS)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out-dir", type=Path, required=True)
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
     torch.set_num_interop_threads(1)
-    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+    config = TrainConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        optimizer=args.optimizer,
+    )
     module, function = TRAINERS[args.task].split(":")
     trainer = getattr(importlib.import_module(module), function)
     trainer(

@@ -26,20 +26,46 @@ from tqdm import tqdm
 
 from medrepro.io.atomic import atomic_path
 
-__all__ = ["TrainConfig", "seed_everything", "fingerprint", "fit"]
+__all__ = ["OPTIMIZERS", "TrainConfig", "seed_everything", "fingerprint", "make_optimizer", "fit"]
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
 
+#: optimiser names accepted by :class:`TrainConfig`
+OPTIMIZERS = ("adam", "sgd_nesterov")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation settings (Adam with a cosine learning-rate decay)."""
+    """Optimisation settings (an optimiser with a cosine learning-rate decay).
+
+    ``optimizer``: ``"adam"`` (default) or ``"sgd_nesterov"`` (SGD, momentum 0.9, Nesterov: the
+    BrainMaGe paper's). ``weight_decay`` applies to both.
+    """
 
     epochs: int
     batch_size: int
     lr: float
     seed: int
     weight_decay: float = 1e-5
+    optimizer: str = "adam"
+
+
+def make_optimizer(
+    params: Iterable[torch.nn.Parameter], config: TrainConfig
+) -> torch.optim.Optimizer:
+    """The optimiser named by ``config.optimizer`` (see :data:`OPTIMIZERS`).
+
+    Raises:
+        ValueError: unknown optimiser name.
+    """
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    if config.optimizer == "sgd_nesterov":
+        return torch.optim.SGD(
+            params, lr=config.lr, momentum=0.9, nesterov=True, weight_decay=config.weight_decay
+        )
+    raise ValueError(f"unknown optimizer {config.optimizer!r}; expected one of {OPTIMIZERS}")
 
 
 def seed_everything(seed: int) -> None:
@@ -79,7 +105,7 @@ def fit(
         ``(model, history)``; history columns ``epoch, train_loss, val_loss, val_metric, seconds``.
     """
     checkpoint = Path(out_dir) / "checkpoints" / "last.pt"
-    optimiser = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimiser = make_optimizer(model.parameters(), config)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=max(config.epochs, 1))
     history: list[dict[str, float]] = []
     best_state, best_metric, start = copy.deepcopy(model.state_dict()), -np.inf, 0
