@@ -25,6 +25,7 @@ include: "workflow/rules/quantize.smk"
 include: "workflow/rules/benchmark.smk"
 include: "workflow/rules/cephalometry.smk"
 include: "workflow/rules/brain_extraction.smk"
+include: "workflow/rules/cerebellum_yolo.smk"
 
 
 wildcard_constraints:
@@ -39,3 +40,4 @@ rule all:
     input:
         rules.cephalometry.input,
         rules.brain_extraction.input,
+        rules.cerebellum_yolo.input,

@@ -145,7 +145,13 @@ def test_norm_layer_errors() -> None:
 def test_build_model_unknown_arch() -> None:
     with pytest.raises(KeyError, match="stacked_hourglass"):
         build_model("unet")
-    assert set(MODELS) == {"vgg_regressor", "stacked_hourglass", "resunet"}
+    assert set(MODELS) == {
+        "vgg_regressor",
+        "stacked_hourglass",
+        "resunet",
+        "yolov1",
+        "tiny_yolov1",
+    }
 
 
 def test_coordinate_encoding_round_trip() -> None:

@@ -95,3 +95,20 @@ def test_main_writes_csv(tmp_path: Path) -> None:
     assert np.all(df.groupby("patient_id")["split"].nunique() == 1)
     with pytest.raises(InputError, match="missing.csv"):
         main(["--cases", str(tmp_path / "missing.csv"), "--out", str(out)])
+
+
+def test_select_inputs_rgb_layout_is_channels_first_in_unit_range() -> None:
+    import numpy as np
+
+    from medrepro.data.select_inputs import select_inputs
+
+    images = np.zeros((3, 4, 5, 3), dtype=np.uint8)
+    images[1, 2, 3] = (255, 0, 51)
+    splits = pd.DataFrame(
+        {"case_id": ["a", "b", "c"], "patient_id": ["p", "q", "r"], "split": ["train", "test", "val"]}
+    )
+    inputs, ids = select_inputs(images, ["a", "b", "c"], splits, "test", layout="rgb")
+    assert inputs.shape == (1, 3, 4, 5) and inputs.dtype == np.float32
+    assert list(ids) == ["b"]
+    assert inputs[0, :, 2, 3].tolist() == pytest.approx([1.0, 0.0, 0.2])
+    assert inputs.sum() == pytest.approx(1.2)

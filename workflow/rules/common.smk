@@ -23,7 +23,9 @@ os.environ["PATH"] = os.pathsep.join(
 ENV = "../../envs/medrepro.yaml"
 
 # The papers whose rules are included so far.
-PAPERS = ["cephalometry", "brain_extraction"]
+PAPERS = ["cephalometry", "brain_extraction", "cerebellum_yolo"]
+# The papers whose split is drawn by the shared `split` stage (the others write their own).
+SPLIT_PAPERS = "cephalometry|brain_extraction"
 
 
 def deep_merge(base, override):
@@ -77,7 +79,7 @@ def trained_model_pattern():
         {
             m
             for paper in PAPERS
-            for m, entry in config[paper]["models"].items()
+            for m, entry in config[paper].get("models", {}).items()
             if not entry.get("derive_from")
         }
     )
@@ -274,4 +276,81 @@ BRAIN_REPORT_ARGS = (
     f"--results-dir {BRAIN_RESULTS} --model {brain_paper_model()}"
     f" --scaling-threads {' '.join(map(str, brain_scaling_threads()))}"
     f" --seed {SEED} --out-dir {BRAIN_RESULTS}"
+)
+
+
+# --- cerebellum localisation with YOLO ---
+
+YOLO = paper_settings("cerebellum_yolo")
+YOLO_RESULTS = "results/cerebellum_yolo"
+YOLO_PHANTOMS = "data/cerebellum_yolo/synthetic"
+
+
+def yolo_cohort():
+    """The cohort directory (with images.csv): the user's data, or the generated phantoms."""
+    return YOLO["data_dir"] or YOLO_PHANTOMS
+
+
+def yolo_runs():
+    """The experiments run at the current scale (config order)."""
+    names = YOLO["run_experiments"] or list(YOLO["experiments"])
+    unknown = sorted(set(names) - set(YOLO["experiments"]))
+    if unknown:
+        raise ValueError(
+            f"cerebellum_yolo run_experiments: unknown experiment(s) {unknown}"
+        )
+    return [n for n in YOLO["experiments"] if n in names]
+
+
+def yolo_detector_runs():
+    """The runs of the full (24-conv) YOLO, among which the deployed model is chosen."""
+    return [r for r in yolo_runs() if YOLO["experiments"][r]["arch"] == "yolov1"]
+
+
+def yolo_pretrained_archs():
+    return sorted({YOLO["experiments"][r]["arch"] for r in yolo_runs()})
+
+
+def yolo_run_kwargs(run):
+    """Architecture keyword arguments of a run: the scale's arch_kwargs plus its grid S."""
+    entry = YOLO["experiments"][run]
+    return {**YOLO["arch_kwargs"][entry["arch"]], "S": entry["S"]}
+
+
+def yolo_init(wildcards):
+    """The pre-trained bundle a run starts from (none for a run from scratch)."""
+    entry = YOLO["experiments"][wildcards.run]
+    if not entry["pretrained"]:
+        return []
+    return f"{YOLO_RESULTS}/models/pretrained_{entry['arch']}/model.pt"
+
+
+def yolo_input_size():
+    """Side of the square images in dataset.npz: the largest network input of the runs."""
+    return max(YOLO["arch_kwargs"][a]["input_size"] for a in yolo_pretrained_archs())
+
+
+def yolo_report_inputs():
+    files = [
+        f"{YOLO_RESULTS}/annotations",
+        f"{YOLO_RESULTS}/preprocessed/dataset.npz",
+        f"{YOLO_RESULTS}/models/best/best.json",
+        f"{YOLO_RESULTS}/models/best/deployment.csv",
+        f"{YOLO_RESULTS}/models/best/predictions.csv",
+        f"{YOLO_RESULTS}/models/best/export/parity.json",
+        f"{YOLO_RESULTS}/models/best/int8/quantization.json",
+        f"{YOLO_RESULTS}/benchmark/best.csv",
+        f"{YOLO_RESULTS}/benchmark/best_sysinfo.json",
+    ]
+    files += expand(f"{YOLO_RESULTS}/models/{{r}}/checkpoints.csv", r=yolo_runs())
+    files += expand(f"{YOLO_RESULTS}/models/{{r}}/model.pt", r=yolo_runs())
+    files += expand(
+        f"{YOLO_RESULTS}/models/pretrained_{{a}}/history.csv", a=yolo_pretrained_archs()
+    )
+    return files
+
+
+YOLO_REPORT_ARGS = (
+    f"--results-dir {YOLO_RESULTS} --runs {' '.join(yolo_runs())} --seed {SEED}"
+    f" --out-dir {YOLO_RESULTS}"
 )

@@ -9,6 +9,8 @@ rule split_cases:
         "results/{paper}/preprocessed/splits.csv",
     log:
         "logs/{paper}/split.log",
+    wildcard_constraints:
+        paper=SPLIT_PAPERS,
     conda:
         ENV
     threads: 1
@@ -40,6 +42,8 @@ rule select_inputs:
     resources:
         mem_mb=4000,
         runtime=5,
+    params:
+        layout=lambda wc: "rgb" if wc.paper == "cerebellum_yolo" else "volume",
     shell:
         "python -m medrepro select-inputs --dataset {input.dataset} --splits {input.splits}"
-        " --split {wildcards.split} --out {output} > {log} 2>&1"
+        " --split {wildcards.split} --layout {params.layout} --out {output} > {log} 2>&1"

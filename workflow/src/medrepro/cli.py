@@ -63,6 +63,39 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "medrepro.report.brain_extraction",
         "Table 4, core scaling, qualitative slices, claims, report.md",
     ),
+    # cerebellum localisation with YOLO (paper 004)
+    "us-phantoms": (
+        "medrepro.phantoms.fetal_us_cli",
+        "generate transcerebellar fetal ultrasound phantoms (BMP images, MAT masks)",
+    ),
+    "yolo-annotate": (
+        "medrepro.preprocessing.yolo_annotations",
+        "masks -> YOLO boxes (darknet txt), train/test image lists",
+    ),
+    "yolo-dataset": (
+        "medrepro.preprocessing.yolo_dataset",
+        "viridis RGB at the network input size, boxes, splits -> dataset.npz",
+    ),
+    "yolo-pretrain": (
+        "medrepro.training.pretrain",
+        "pre-train a detector's convolutional layers on a synthetic stand-in source task",
+    ),
+    "yolo-train": (
+        "medrepro.training.detection",
+        "train one YOLO experiment, every checkpoint evaluated on the test images",
+    ),
+    "yolo-select-best": (
+        "medrepro.training.select_best",
+        "copy the best YOLO run (by AP) for deployment",
+    ),
+    "yolo-evaluate": (
+        "medrepro.tasks.cerebellum_yolo_evaluate",
+        "AP and F1 of PyTorch, OpenVINO FP32 and INT8 on the test images",
+    ),
+    "yolo-report": (
+        "medrepro.report.cerebellum_yolo",
+        "Tables 1-2, Figs. 4-10, deployment, claims, report.md",
+    ),
     # shared stages
     "split": ("medrepro.data.split", "split cases into train/val/test by patient"),
     "select-inputs": (

@@ -2,7 +2,8 @@
 
 Reads ``dataset.npz`` (``images (N, X, Y, Z)``, ``case_id (N,)``) and ``splits.csv``
 (``case_id, patient_id, split``) and writes ``inputs`` float32 ``(M, 1, X, Y, Z)`` and
-``case_id (M,)`` of the cases in the split, in dataset order.
+``case_id (M,)`` of the cases in the split, in dataset order. With ``--layout rgb`` the images
+are 2D colour pictures ``(N, H, W, 3)`` uint8 and the inputs ``(M, 3, H, W)`` float32 in [0, 1].
 """
 
 from __future__ import annotations
@@ -57,24 +58,35 @@ def select_inputs(
     split: str,
     *,
     source: str | Path = "splits",
+    layout: str = "volume",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Pick the images of one split and add the channel axis.
+    """Pick the images of one split and put them in the network layout.
 
     Args:
-        images: ``(N, X, Y, Z)`` volumes.
+        images: ``(N, X, Y, Z)`` volumes, or ``(N, H, W, 3)`` uint8 pictures (``layout="rgb"``).
         case_id: ``(N,)`` case ids of ``images``.
         splits: table with columns ``case_id`` and ``split``.
         split: ``train``, ``val`` or ``test``.
         source: name of the splits file, used in error messages.
+        layout: ``"volume"`` (add a channel axis) or ``"rgb"`` (channels first, scaled to [0, 1]).
 
     Returns:
-        ``inputs`` float32 ``(M, 1, X, Y, Z)`` and ``case_id (M,)`` str, in dataset order.
+        ``inputs`` float32 ``(M, 1, X, Y, Z)`` or ``(M, 3, H, W)`` and ``case_id (M,)`` str, in
+        dataset order.
 
     Raises:
         InputError: as :func:`split_indices`.
     """
     keep = split_indices(case_id, splits, split, source=source)
-    return np.ascontiguousarray(images[keep][:, None], dtype=np.float32), np.asarray(case_id).astype(str)[keep]
+    ids = np.asarray(case_id).astype(str)[keep]
+    if layout == "rgb":
+        if images.shape[-1] != 3:
+            raise InputError(source, f"layout rgb needs (N, H, W, 3) images, got {images.shape}")
+        rgb = images[keep].transpose(0, 3, 1, 2).astype(np.float32) / 255.0
+        return np.ascontiguousarray(rgb), ids
+    if layout != "volume":
+        raise ValueError(f"layout must be 'volume' or 'rgb', got {layout!r}")
+    return np.ascontiguousarray(images[keep][:, None], dtype=np.float32), ids
 
 
 def _load_dataset(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -105,6 +117,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--splits", type=Path, required=True, help="splits.csv")
     parser.add_argument("--split", choices=_SPLITS, default="test", help="which split")
     parser.add_argument("--out", type=Path, required=True, help="output inputs.npz")
+    parser.add_argument(
+        "--layout", choices=["volume", "rgb"], default="volume",
+        help="volume: (N, X, Y, Z) -> (N, 1, X, Y, Z); rgb: (N, H, W, 3) uint8 -> (N, 3, H, W)",
+    )  # fmt: skip
     return parser
 
 
@@ -113,7 +129,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     images, case_id = _load_dataset(args.dataset)
     splits = read_text_csv(args.splits)
-    inputs, ids = select_inputs(images, case_id, splits, args.split, source=args.splits)
+    inputs, ids = select_inputs(
+        images, case_id, splits, args.split, source=args.splits, layout=args.layout
+    )
     write_npz(args.out, inputs=inputs, case_id=ids)
     print(f"{args.split}: {len(ids)} cases -> {args.out}", file=sys.stderr)
     return 0

@@ -17,6 +17,7 @@ from medrepro.nets.bundle import load_bundle, save_bundle
 from medrepro.nets.hourglass import StackedHourglass3D
 from medrepro.nets.resunet import ResUNet3D
 from medrepro.nets.vgg_regressor import VGGRegressor3D
+from medrepro.nets.yolo import TinyYOLOv1, YOLOv1
 
 __all__ = [
     "MODELS",
@@ -27,6 +28,8 @@ __all__ = [
     "StackedHourglass3D",
     "ResUNet3D",
     "VGGRegressor3D",
+    "YOLOv1",
+    "TinyYOLOv1",
 ]
 
 #: architecture name (as written in configs and bundles) -> class
@@ -34,6 +37,8 @@ MODELS: dict[str, type[nn.Module]] = {
     "vgg_regressor": VGGRegressor3D,
     "stacked_hourglass": StackedHourglass3D,
     "resunet": ResUNet3D,
+    "yolov1": YOLOv1,
+    "tiny_yolov1": TinyYOLOv1,
 }
 
 

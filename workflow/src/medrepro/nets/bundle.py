@@ -3,7 +3,7 @@
 A bundle is a ``torch.save`` dict (see ``docs/architecture.md``)::
 
     {"arch": str, "kwargs": dict, "state_dict": dict, "input_shape": list[int] (batch 1),
-     "output_kind": "coordinates" | "heatmaps" | "probabilities", "extra": dict}
+     "output_kind": "coordinates" | "heatmaps" | "probabilities" | "yolo", "extra": dict}
 
 ``arch`` and ``kwargs`` go through :func:`medrepro.nets.build_model`, so the file alone is
 enough to run inference or export (no config needed).
@@ -22,7 +22,7 @@ from medrepro.io.atomic import atomic_path
 
 __all__ = ["OUTPUT_KINDS", "save_bundle", "load_bundle"]
 
-OUTPUT_KINDS = ("coordinates", "heatmaps", "probabilities")
+OUTPUT_KINDS = ("coordinates", "heatmaps", "probabilities", "yolo")
 
 
 def save_bundle(
@@ -44,7 +44,8 @@ def save_bundle(
         kwargs: constructor arguments, plain Python values only (they are stored as-is and the
             bundle is read back with ``weights_only=True``).
         input_shape: network input shape with batch 1, e.g. ``[1, 1, 128, 128, 64]``.
-        output_kind: ``"coordinates"``, ``"heatmaps"`` or ``"probabilities"`` (sigmoid maps).
+        output_kind: ``"coordinates"``, ``"heatmaps"``, ``"probabilities"`` (sigmoid maps) or
+            ``"yolo"`` (raw ``(N, S, S, 5B + C)`` grids, ``extra={"S", "B", "C"}``).
         extra: anything else the consumers need (e.g. ``{"heatmap_stride": 2, "sigma": 2.0}``).
 
     Raises:

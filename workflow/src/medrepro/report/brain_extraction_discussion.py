@@ -137,7 +137,13 @@ def _deployment(inputs: ReportInputs, claims: Sequence[Claim]) -> list[str]:
         out.append(
             "Unlike the paper, the PyTorch -> ONNX -> IR route keeps the accuracy of the direct "
             f"route ({onnx.measured}); the paper's 2021 exporter/Model Optimizer problem does not "
-            f"reproduce with opset {inputs.parity.get('opset', '?')} and current OpenVINO."
+            f"reproduce with opset {inputs.parity.get('opset', '?')} and current OpenVINO. "
+            "It would have, had we exported BrainMaGe's `InstanceNorm3d(track_running_stats=True)`"
+            " as it is: the TorchScript ONNX exporter refuses it with a dynamic batch and, with a"
+            " static batch, bakes the traced shape into a Reshape to (1, N*C, ...). Our network"
+            " computes the same eval-mode normalisation as a per-channel affine map"
+            " (`RunningStatsInstanceNorm3d`), which exports as one BatchNormalization node; that"
+            " this is where the paper's ONNX accuracy drop came from is our guess, not a result."
         )
     elif onnx is not None and onnx.holds is True:
         out.append(f"As in the paper, the ONNX route loses accuracy ({onnx.measured}).")

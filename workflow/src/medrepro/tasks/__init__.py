@@ -17,6 +17,7 @@ __all__ = ["Task", "TaskItems", "get_task", "TASKS"]
 TASKS: dict[str, str] = {
     "cephalometry": "medrepro.tasks.cephalometry:TASK",
     "brain_extraction": "medrepro.tasks.brain_extraction:TASK",
+    "cerebellum_yolo": "medrepro.tasks.cerebellum_yolo:TASK",
 }
 
 

@@ -7,8 +7,7 @@ import importlib
 import json
 from pathlib import Path
 
-import torch
-
+from medrepro.deployment.threads import set_torch_threads
 from medrepro.training.loop import OPTIMIZERS, TrainConfig
 
 __all__ = ["main"]
@@ -38,8 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out-dir", type=Path, required=True)
     args = parser.parse_args(argv)
 
-    torch.set_num_threads(args.threads)
-    torch.set_num_interop_threads(1)
+    set_torch_threads(args.threads)
     config = TrainConfig(
         epochs=args.epochs,
         batch_size=args.batch_size,
