@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from medrepro.losses.yolo import signed_sqrt, yolo_loss, yolo_loss_terms
+from medrepro.losses.yolo import yolo_loss, yolo_loss_terms
 from medrepro.transforms.yolo_grid import activate, cell_boxes, decode_top_box, encode_targets
 
 torch.set_num_threads(1)
@@ -21,17 +21,21 @@ def logit(p: float) -> float:
 # --- yolo_grid -------------------------------------------------------------------------------
 
 
-def test_activate_sigmoid_only_on_xy_conf() -> None:
-    raw = np.arange(13, dtype=np.float64).reshape(1, 1, 1, 13) - 6.0  # B=2, C=3
+def test_activate_sigmoid_on_xy_conf_square_on_wh() -> None:
+    raw = np.arange(13, dtype=np.float64).reshape(1, 1, 1, 13) - 6.0  # B=2, C=3: -6 .. 6
     out = activate(raw, 2)
     sig = 1.0 / (1.0 + np.exp(-raw))
     squashed = [0, 1, 4, 5, 6, 9]
-    linear = [2, 3, 7, 8, 10, 11, 12]
     np.testing.assert_allclose(out[..., squashed], sig[..., squashed])
-    np.testing.assert_array_equal(out[..., linear], raw[..., linear])
-    t = activate(torch.tensor(raw, requires_grad=True), 2)
+    # w, h = raw ** 2 (Darknet sqrt=1): raw -4, -3 (predictor 0) and 1, 2 (predictor 1)
+    np.testing.assert_array_equal(out[0, 0, 0, [2, 3, 7, 8]], [16.0, 9.0, 1.0, 4.0])
+    np.testing.assert_array_equal(out[0, 0, 0, 10:], [4.0, 5.0, 6.0])  # classes linear
+    raw_t = torch.tensor(raw, requires_grad=True)
+    t = activate(raw_t, 2)
     np.testing.assert_allclose(t.detach().numpy(), out)
-    t.sum().backward()  # differentiable
+    t.sum().backward()  # differentiable: d(raw^2)/d raw = 2 raw on w, h
+    np.testing.assert_allclose(raw_t.grad[0, 0, 0, [2, 3, 7, 8]].numpy(), [-8.0, -6.0, 2.0, 4.0])
+    np.testing.assert_array_equal(raw_t.grad[0, 0, 0, 10:].numpy(), [1.0, 1.0, 1.0])
 
 
 def test_encode_targets_cell_offsets_and_clamp() -> None:
@@ -66,23 +70,26 @@ def test_encode_targets_rejects_bad_boxes() -> None:
 
 def test_decode_top_box_round_trips_encoding() -> None:
     S, B = 7, 2
-    box = np.array([0.61, 0.33, 0.2, 0.15])
+    box = np.array([0.61, 0.33, 0.25, 0.09])
     target = encode_targets(box[None], S)
     raw = np.full((1, S, S, 5 * B + 1), -5.0)
     r, c = np.argwhere(target[0, ..., 4] == 1)[0]
-    raw[0, r, c, 5:10] = [logit(target[0, r, c, 0]), logit(target[0, r, c, 1]), 0.2, 0.15, 3.0]
+    # raw w, h are the square roots of the sizes: sqrt(0.25) = 0.5, sqrt(0.09) = 0.3
+    raw[0, r, c, 5:10] = [logit(target[0, r, c, 0]), logit(target[0, r, c, 1]), 0.5, 0.3, 3.0]
     boxes, conf = decode_top_box(raw, B)
     np.testing.assert_allclose(boxes[0], box, atol=1e-9)
     assert conf[0] == pytest.approx(1.0 / (1.0 + math.exp(-3.0)))
 
 
-def test_decode_top_box_clamps_negative_size_and_uses_image_relative_wh() -> None:
+def test_decode_top_box_squares_raw_size_and_uses_image_relative_wh() -> None:
     raw = np.zeros((2, 2, 2, 10))  # S=2, B=2, C=0
     raw[..., 4] = raw[..., 9] = -4.0
     raw[0, 1, 0, 5:10] = [0.0, 0.0, -0.3, 0.6, 2.0]  # predictor 1 of cell (row 1, col 0)
     raw[1, 0, 1, 0:5] = [0.0, 0.0, 0.8, 0.4, 1.0]
     boxes, conf = decode_top_box(torch.tensor(raw), 2)
-    np.testing.assert_allclose(boxes, [[0.25, 0.75, 0.0, 0.6], [0.75, 0.25, 0.8, 0.4]])
+    # w, h = raw ** 2 relative to the image (not divided by S): a negative raw w -0.3 is a
+    # positive width 0.09; centres (col + 0.5) / 2, (row + 0.5) / 2
+    np.testing.assert_allclose(boxes, [[0.25, 0.75, 0.09, 0.36], [0.75, 0.25, 0.64, 0.16]])
     np.testing.assert_allclose(conf, 1.0 / (1.0 + np.exp(-np.array([2.0, 1.0]))))
 
 
@@ -95,14 +102,15 @@ TARGET_BOX = [0.75, 0.25, 0.5, 0.5]
 
 def _raw_case(swap: bool = False) -> torch.Tensor:
     raw = torch.zeros(1, 2, 2, 11, dtype=torch.float64)
-    # predictor 0: x 0.6, y 0.5, w 0.5, h 0.25, conf 0.8 -> box (0.8, 0.25, 0.5, 0.25):
-    #   x [0.55, 1.05] vs [0.5, 1.0] -> 0.45; y [0.125, 0.375] inside [0, 0.5] -> 0.25;
-    #   IoU = 0.1125 / (0.125 + 0.25 - 0.1125) = 3/7
-    p0 = [logit(0.6), 0.0, 0.5, 0.25, logit(0.8)]
-    # predictor 1: x 0.5, y 0.5, w 0.25, h 0.25, conf 0.6 -> IoU = 0.0625 / 0.25 = 0.25
-    p1 = [0.0, 0.0, 0.25, 0.25, logit(0.6)]
+    # raw w, h are square roots of the sizes (w = raw_w ** 2)
+    # predictor 0: x 0.6, y 0.5, raw w sqrt(0.5), raw h -0.5, conf 0.8 -> w 0.5, h 0.25,
+    #   box (0.8, 0.25, 0.5, 0.25): x [0.55, 1.05] vs [0.5, 1.0] -> 0.45;
+    #   y [0.125, 0.375] inside [0, 0.5] -> 0.25; IoU = 0.1125 / (0.125 + 0.25 - 0.1125) = 3/7
+    p0 = [logit(0.6), 0.0, math.sqrt(0.5), -0.5, logit(0.8)]
+    # predictor 1: x 0.5, y 0.5, raw w, h 0.5 -> w, h 0.25, conf 0.6 -> IoU = 0.0625 / 0.25
+    p1 = [0.0, 0.0, 0.5, 0.5, logit(0.6)]
     if swap:  # predictor 1 now matches the target exactly: IoU 1
-        p1 = [0.0, 0.0, 0.5, 0.5, logit(0.6)]
+        p1 = [0.0, 0.0, math.sqrt(0.5), math.sqrt(0.5), logit(0.6)]
     raw[0, 0, 1, :10] = torch.tensor(p0 + p1, dtype=torch.float64)
     raw[0, 0, 1, 10] = 0.7  # class output (linear)
     raw[0, 1, 0, 10] = 5.0  # class output of an empty cell: ignored
@@ -116,20 +124,26 @@ def _target() -> torch.Tensor:
 def test_loss_hand_computed_one_object() -> None:
     terms = yolo_loss_terms(_raw_case(), _target(), B=2)
     # responsible = predictor 0 (IoU 3/7 > 1/4)
-    # x 0.6 vs 0.5, y exact, w exact, sqrt(h) = sqrt(0.25) vs sqrt(0.5)
-    coord = 5.0 * ((0.6 - 0.5) ** 2 + (0.25**0.5 - 0.5**0.5) ** 2)
-    assert terms["coord"].item() == pytest.approx(coord, abs=1e-5)  # 0.264466 (eps 1e-6 inside)
+    # x 0.6 vs 0.5; y exact; raw w sqrt(0.5) vs sqrt(w*) = sqrt(0.5): exact;
+    # raw h -0.5 vs sqrt(h*) = sqrt(0.5) (the raw output, not sqrt(h) = +0.5):
+    #   (-0.5 - sqrt(0.5))^2 = 0.25 + sqrt(0.5) + 0.5 = 0.75 + 0.707107 = 1.457107
+    # coord = 5 * (0.01 + 1.457107) = 3.8 + 5 sqrt(0.5) = 7.335534
+    coord = 5.0 * ((0.6 - 0.5) ** 2 + (-0.5 - 0.5**0.5) ** 2)
+    assert coord == pytest.approx(3.8 + 5.0 * math.sqrt(0.5), abs=1e-12)
+    assert terms["coord"].item() == pytest.approx(7.335534, abs=1e-6)
     assert terms["obj"].item() == pytest.approx((0.8 - 3 / 7) ** 2, abs=1e-9)  # target = IoU
     # the other predictor of the object's cell (0.6) + 6 empty predictors (0.5)
     assert terms["noobj"].item() == pytest.approx(0.5 * (0.6**2 + 6 * 0.25), abs=1e-9)
     assert terms["class"].item() == pytest.approx((0.7 - 1.0) ** 2, abs=1e-9)
     total = yolo_loss(_raw_case(), _target(), B=2).item()
-    assert total == pytest.approx(0.264466 + 0.137959 + 0.93 + 0.09, abs=2e-5)
+    # coord 7.335534 + obj (0.8 - 3/7)^2 = 0.137959 + noobj 0.93 + class 0.09
+    assert total == pytest.approx(7.335534 + 0.137959 + 0.93 + 0.09, abs=2e-6)
 
 
 def test_loss_responsible_is_highest_iou_not_first() -> None:
     terms = yolo_loss_terms(_raw_case(swap=True), _target(), B=2)
-    assert terms["coord"].item() == pytest.approx(0.0, abs=1e-10)  # predictor 1 is exact
+    # predictor 1 is exact (coord 0); predictor 0 would give 7.335534
+    assert terms["coord"].item() == pytest.approx(0.0, abs=1e-10)
     assert terms["obj"].item() == pytest.approx((0.6 - 1.0) ** 2, abs=1e-9)
     assert terms["noobj"].item() == pytest.approx(0.5 * (0.8**2 + 6 * 0.25), abs=1e-9)
 
@@ -181,17 +195,32 @@ def test_loss_gradient_treats_iou_as_constant() -> None:
     assert raw.grad[0, 0, 1, 4].item() == pytest.approx(2 * (0.8 - 3 / 7) * 0.8 * 0.2, abs=1e-9)
     # noobj on the non-responsible predictor: 0.5 * 2 c * c (1 - c), c = 0.6
     assert raw.grad[0, 0, 1, 9].item() == pytest.approx(0.6 * 0.6 * 0.4, abs=1e-9)
+    # raw h of the responsible predictor also moves its IoU, but only coord contributes:
+    # d/d raw_h 5 (raw_h - sqrt(0.5))^2 = 10 (-0.5 - sqrt(0.5)) = -12.071068; raw w is exact
+    assert raw.grad[0, 0, 1, 3].item() == pytest.approx(-12.071068, abs=1e-6)
+    assert raw.grad[0, 0, 1, 2].item() == pytest.approx(0.0, abs=1e-12)
+    # sizes of the non-responsible predictor: no coord, no IoU gradient
+    assert raw.grad[0, 0, 1, 7].item() == raw.grad[0, 0, 1, 8].item() == 0.0
     assert torch.isfinite(raw.grad).all()
 
 
-def test_signed_sqrt_of_negative_size() -> None:
-    p = torch.tensor([-0.25, 0.0, 0.25], dtype=torch.float64, requires_grad=True)
-    out = signed_sqrt(p)
-    np.testing.assert_allclose(
-        out.detach().numpy(), [-((0.25 + 1e-6) ** 0.5), 0.0, (0.25 + 1e-6) ** 0.5]
-    )
-    out.sum().backward()
-    assert torch.isfinite(p.grad).all()
+def test_loss_coord_gradient_finite_at_zero_raw_size() -> None:
+    # S=2, B=1, C=1, N=2, all raw outputs 0 (so raw_w = raw_h = 0, sizes 0, x, y offsets 0.5):
+    # image 0: the target box, cell (row 0, col 1), sqrt(w*) = sqrt(h*) = sqrt(0.5);
+    # image 1: (0.25, 0.75, 0.16, 0.36), cell (row 1, col 0), sqrt(w*) = 0.4, sqrt(h*) = 0.6.
+    # d coord / d raw_w = 2 lambda_coord (raw_w - sqrt(w*)) / N, with lambda_coord = 3:
+    #   image 0: 3 * (0 - sqrt(0.5)) = -2.121320; image 1: 3 * (0 - 0.4) = -1.2 (h: -1.8).
+    # A square root of the predicted size would have an infinite (or, signed, zero) slope here.
+    boxes = np.array([TARGET_BOX, [0.25, 0.75, 0.16, 0.36]])
+    target = torch.from_numpy(encode_targets(boxes, S=2)).double()
+    raw = torch.zeros(2, 2, 2, 6, dtype=torch.float64, requires_grad=True)
+    yolo_loss_terms(raw, target, B=1, lambda_coord=3.0)["coord"].backward()
+    assert torch.isfinite(raw.grad).all()
+    assert raw.grad[0, 0, 1, 2].item() == pytest.approx(-2.121320, abs=1e-6)
+    assert raw.grad[0, 0, 1, 2].item() == pytest.approx(2 * 3.0 * (0.0 - 0.5**0.5) / 2, abs=1e-12)
+    assert raw.grad[1, 1, 0, 2].item() == pytest.approx(-1.2, abs=1e-7)
+    assert raw.grad[1, 1, 0, 3].item() == pytest.approx(-1.8, abs=1e-7)
+    assert raw.grad[0, 1, 0, 2].item() == 0.0  # empty cell: no coord term
 
 
 def test_cell_boxes_are_image_relative() -> None:

@@ -202,7 +202,9 @@ def test_diverging_run_is_recorded_not_raised(tmp_path: Path) -> None:
     """A learning rate that blows the loss up ends the run with a scored, flagged checkpoint."""
     dataset, splits = write_dataset(tmp_path)
     out = tmp_path / "diverging"
-    argv = train_args(dataset, splits, out, lr=1e6, momentum=0.9, iterations=30)
+    argv = train_args(
+        dataset, splits, out, lr=1e6, momentum=0.9, iterations=30, **{"clip-grad-norm": 0}
+    )
     assert detection.main(argv) == 0
     table = pd.read_csv(out / "checkpoints.csv")
     assert bool(table["diverged"].iloc[-1])
@@ -353,3 +355,21 @@ def test_select_best_bad_run(tmp_path: Path) -> None:
             ["--runs", str(a), str(tmp_path / "broken"), "--out-dir", str(tmp_path / "o")]
         )
     assert not (tmp_path / "o").exists()
+
+
+def test_burn_in_lr_is_darknets_quartic_warm_up() -> None:
+    from medrepro.training.detection import burn_in_lr
+
+    assert burn_in_lr(0.01, 5, 10) == pytest.approx(0.01 * 0.5**4)
+    assert burn_in_lr(0.01, 10, 10) == 0.01 and burn_in_lr(0.01, 11, 10) == 0.01
+    assert burn_in_lr(0.01, 1, 0) == 0.01  # no burn-in
+
+
+def test_gradient_clipping_keeps_a_high_learning_rate_finite(tmp_path: Path) -> None:
+    """The same diverging setting trains to the end once the gradient norm is clipped."""
+    dataset, splits = write_dataset(tmp_path)
+    out = tmp_path / "clipped"
+    argv = train_args(dataset, splits, out, lr=0.5, iterations=20, **{"clip-grad-norm": 1.0})
+    assert detection.main(argv) == 0
+    table = pd.read_csv(out / "checkpoints.csv")
+    assert table["iteration"].tolist() == [10, 20] and not table["diverged"].any()

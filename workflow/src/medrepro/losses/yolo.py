@@ -3,11 +3,12 @@
 For every image and every cell holding an object centre (``obj``), the *responsible* predictor
 is the one of the ``B`` whose box has the highest IoU with the target (Darknet's
 ``detection_layer``: when every IoU is 0, the one with the smallest RMSE to the target box).
-With ``pred = activate(raw)`` (sigmoid on x, y, conf):
+With ``pred = activate(raw)`` (sigmoid on x, y, conf; ``w = raw_w ** 2``, Darknet's ``sqrt=1``):
 
-- coord: ``lambda_coord * [(x - x*)^2 + (y - y*)^2 + (ssqrt(w) - sqrt(w*))^2 + (ssqrt(h) -
-  sqrt(h*))^2]`` on the responsible predictor, ``ssqrt(p) = sign(p) sqrt(|p| + 1e-6)`` (the
-  linear w, h may be negative); w, h relative to the image, x, y offsets in the cell;
+- coord: ``lambda_coord * [(x - x*)^2 + (y - y*)^2 + (raw_w - sqrt(w*))^2 + (raw_h -
+  sqrt(h*))^2]`` on the responsible predictor: the network predicts the square roots of the
+  sizes, so no square root of a prediction (whose slope is infinite at 0) enters the gradient;
+  w, h relative to the image, x, y offsets in the cell;
 - obj: ``(conf - IoU)^2`` on the responsible predictor, the target being its IoU with the
   object (``rescore=1``; the IoU is a constant, no gradient);
 - noobj: ``lambda_noobj * conf^2`` on **every other** predictor, including the
@@ -27,15 +28,7 @@ import torch
 from medrepro.metrics.detection import iou
 from medrepro.transforms.yolo_grid import activate, cell_boxes
 
-__all__ = ["yolo_loss", "yolo_loss_terms", "signed_sqrt"]
-
-#: added under the square root of predicted w, h (finite gradient at 0)
-SQRT_EPS = 1e-6
-
-
-def signed_sqrt(p: torch.Tensor, eps: float = SQRT_EPS) -> torch.Tensor:
-    """``sign(p) * sqrt(|p| + eps)``: the square root of a possibly negative predicted size."""
-    return torch.sign(p) * torch.sqrt(torch.abs(p) + eps)
+__all__ = ["yolo_loss", "yolo_loss_terms"]
 
 
 def _target_boxes(target: torch.Tensor) -> torch.Tensor:
@@ -91,6 +84,7 @@ def yolo_loss_terms(
     target = target.to(raw.dtype)
     pred = activate(raw, B)
     p = pred[..., : 5 * B].reshape(n, s, s, B, 5)
+    r = raw[..., : 5 * B].reshape(n, s, s, B, 5)
     obj = target[..., 4]
     tboxes = _target_boxes(target)
     boxes = cell_boxes(pred, B)
@@ -99,8 +93,8 @@ def yolo_loss_terms(
     coord = (
         (p[..., 0] - t[..., 0]) ** 2
         + (p[..., 1] - t[..., 1]) ** 2
-        + (signed_sqrt(p[..., 2]) - torch.sqrt(t[..., 2])) ** 2
-        + (signed_sqrt(p[..., 3]) - torch.sqrt(t[..., 3])) ** 2
+        + (r[..., 2] - torch.sqrt(t[..., 2])) ** 2
+        + (r[..., 3] - torch.sqrt(t[..., 3])) ** 2
     )
     conf = p[..., 4]
     class_err = ((pred[..., 5 * B :] - target[..., 5:]) ** 2).sum(-1)

@@ -30,6 +30,7 @@ biases instead of BN: 271,703,550); 267,902,427 (267.9 M) for the paper's ``C = 
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 
 import numpy as np
@@ -158,6 +159,29 @@ class GridPool2d(nn.Module):
         return f"size={self.size}"
 
 
+#: initial confidence of every predictor and initial box side (fraction of the image)
+PRIOR_CONF = 0.01
+PRIOR_SIZE = 0.2
+
+
+def init_output_layer(layer: nn.Linear, S: int, B: int, C: int) -> None:
+    """Start the detector from a neutral guess: small weights, conf 0.01, boxes 0.2 wide.
+
+    With zero biases every one of the ``S^2 B`` confidences starts at sigmoid(0) = 0.5, so the
+    no-object term of the loss (and its gradient) is huge at the first step and plain SGD at the
+    paper's learning rates diverges; a low confidence prior (as in RetinaNet) removes that, and
+    the ``sqrt(w)``, ``sqrt(h)`` outputs start at ``sqrt(0.2)``. Weights are scaled by 0.01.
+    """
+    depth = 5 * B + C
+    with torch.no_grad():
+        layer.weight.mul_(0.01)
+        bias = layer.bias.view(S, S, depth)
+        bias.zero_()
+        for b in range(B):
+            bias[..., 5 * b + 2 : 5 * b + 4] = math.sqrt(PRIOR_SIZE)
+            bias[..., 5 * b + 4] = math.log(PRIOR_CONF / (1.0 - PRIOR_CONF))
+
+
 def _check_grid(S: int, B: int, C: int) -> None:
     if S < 1 or B < 1 or C < 0:
         raise ValueError(f"need S >= 1, B >= 1, C >= 0; got S={S}, B={B}, C={C}")
@@ -207,6 +231,7 @@ class YOLOv1(nn.Module):
             nn.Dropout(dropout),
             nn.Linear(hidden, S * S * (5 * B + C)),
         )
+        init_output_layer(self.head[-1], S, B, C)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map ``(N, 3, H, W)`` images in [0, 1] to raw ``(N, S, S, 5B + C)`` outputs."""
@@ -244,6 +269,7 @@ class TinyYOLOv1(nn.Module):
             nn.Flatten(1),
             nn.Linear(ch * S * S, S * S * (5 * B + C)),
         )
+        init_output_layer(self.head[-1], S, B, C)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map ``(N, 3, H, W)`` images in [0, 1] to raw ``(N, S, S, 5B + C)`` outputs."""

@@ -39,8 +39,21 @@ def _sigmoid_mask(depth: int, B: int) -> np.ndarray:
     return mask
 
 
+def _square_mask(depth: int, B: int) -> np.ndarray:
+    """Boolean ``(depth,)``: True at ``w, h`` of each of the ``B`` predictors."""
+    mask = np.zeros(depth, dtype=bool)
+    for b in range(B):
+        mask[[5 * b + 2, 5 * b + 3]] = True
+    return mask
+
+
 def activate(raw: Any, B: int) -> Any:
-    """Sigmoid on every predictor's ``x, y`` (cell offsets) and ``conf``; ``w, h`` and classes linear.
+    """Sigmoid on every predictor's ``x, y`` (cell offsets) and ``conf``; ``w, h`` squared.
+
+    The network predicts the square roots of the box width and height (Darknet's ``sqrt=1``),
+    so ``w = raw_w ** 2`` and ``h = raw_h ** 2`` relative to the image; the loss compares
+    ``raw_w`` with ``sqrt(w*)`` directly, which keeps its gradient bounded (a square root of a
+    predicted size would have an infinite slope at 0). Classes stay linear.
 
     Args:
         raw: ``(N, S, S, 5B + C)`` raw outputs, a tensor (differentiable) or an array.
@@ -51,12 +64,15 @@ def activate(raw: Any, B: int) -> Any:
     """
     _check_raw(raw, B)
     mask = _sigmoid_mask(raw.shape[-1], B)
+    square = _square_mask(raw.shape[-1], B)
     if isinstance(raw, torch.Tensor):
         m = torch.as_tensor(mask, device=raw.device)
-        return torch.where(m, torch.sigmoid(raw), raw)
+        q = torch.as_tensor(square, device=raw.device)
+        return torch.where(m, torch.sigmoid(raw), torch.where(q, raw * raw, raw))
     arr = np.asarray(raw, dtype=np.float64)
     out = arr.copy()
     out[..., mask] = 1.0 / (1.0 + np.exp(-arr[..., mask]))
+    out[..., square] = arr[..., square] ** 2
     return out
 
 
