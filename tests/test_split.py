@@ -105,7 +105,11 @@ def test_select_inputs_rgb_layout_is_channels_first_in_unit_range() -> None:
     images = np.zeros((3, 4, 5, 3), dtype=np.uint8)
     images[1, 2, 3] = (255, 0, 51)
     splits = pd.DataFrame(
-        {"case_id": ["a", "b", "c"], "patient_id": ["p", "q", "r"], "split": ["train", "test", "val"]}
+        {
+            "case_id": ["a", "b", "c"],
+            "patient_id": ["p", "q", "r"],
+            "split": ["train", "test", "val"],
+        }
     )
     inputs, ids = select_inputs(images, ["a", "b", "c"], splits, "test", layout="rgb")
     assert inputs.shape == (1, 3, 4, 5) and inputs.dtype == np.float32

@@ -160,16 +160,17 @@ class GridPool2d(nn.Module):
 
 
 #: initial confidence of every predictor and initial box side (fraction of the image)
-PRIOR_CONF = 0.01
+PRIOR_CONF = 0.1
 PRIOR_SIZE = 0.2
 
 
 def init_output_layer(layer: nn.Linear, S: int, B: int, C: int) -> None:
-    """Start the detector from a neutral guess: small weights, conf 0.01, boxes 0.2 wide.
+    """Start the detector from a neutral guess: small weights, conf 0.1, boxes 0.2 wide.
 
     With zero biases every one of the ``S^2 B`` confidences starts at sigmoid(0) = 0.5, so the
     no-object term of the loss (and its gradient) is huge at the first step and plain SGD at the
-    paper's learning rates diverges; a low confidence prior (as in RetinaNet) removes that, and
+    paper's learning rates diverges; a low confidence prior (as in RetinaNet) removes that (0.1, not
+    lower: the sigmoid's slope must leave the IoU-valued confidence target learnable), and
     the ``sqrt(w)``, ``sqrt(h)`` outputs start at ``sqrt(0.2)``. Weights are scaled by 0.01.
     """
     depth = 5 * B + C
