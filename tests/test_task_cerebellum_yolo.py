@@ -88,12 +88,13 @@ def test_load_items_rejects_inconsistent_boxes(tmp_path: Path) -> None:
 def raw_with_box(S: int, cell: tuple[int, int], wh: tuple[float, float], conf_logit: float):
     """Raw ``(1, S, S, 6)`` output (B=1, C=1): centre of ``cell`` (x, y logits 0), given w, h.
 
-    Every other cell has confidence logit -8; the chosen cell has ``conf_logit``.
+    The network predicts the square roots of the sizes (Darknet's ``sqrt=1``). Every other cell
+    has confidence logit -8; the chosen cell has ``conf_logit``.
     """
     raw = np.zeros((1, S, S, 6), np.float32)
     raw[..., 4] = -8.0
     row, col = cell
-    raw[0, row, col, 2:5] = (*wh, conf_logit)
+    raw[0, row, col, 2:5] = (np.sqrt(wh[0]), np.sqrt(wh[1]), conf_logit)
     return raw
 
 

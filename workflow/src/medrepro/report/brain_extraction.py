@@ -25,7 +25,7 @@ from typing import Any
 
 import pandas as pd
 
-from medrepro.io.atomic import write_csv, write_json, write_text
+from medrepro.io.atomic import write_csv
 from medrepro.report.brain_extraction_claims import build_claims
 from medrepro.report.brain_extraction_discussion import cpu_flags, discussion
 from medrepro.report.brain_extraction_figures import (
@@ -48,9 +48,13 @@ from medrepro.report.brain_extraction_tables import (
     table4_summary,
 )
 from medrepro.report.cephalometry_tables import BACKEND_NAMES
-from medrepro.report.claims import Claim, claims_frame, write_claims
+from medrepro.report.claims import Claim, claims_frame
+from medrepro.report.document import (
+    provenance_section,
+    report_header,
+    write_claims_provenance_report,
+)
 from medrepro.report.markdown import bullets, format_value, to_markdown
-from medrepro.report.provenance import provenance
 from medrepro.report.published import brain_extraction as pub
 
 __all__ = [
@@ -379,16 +383,13 @@ def _section_system(inputs: ReportInputs) -> list[str]:
 
 def render_report(inputs: ReportInputs, tables: Tables, example: str, prov: dict[str, Any]) -> str:
     """The Markdown report; every number comes from ``tables``, ``inputs`` or :mod:`pub`."""
-    lines = [
-        "# Brain extraction (paper 001): BrainMaGe with PyTorch, OpenVINO FP32 and INT8 — "
+    lines = report_header(
+        "Brain extraction (paper 001): BrainMaGe with PyTorch, OpenVINO FP32 and INT8 — "
         "reproduction report",
-        "",
-        f"Reproduces: {pub.CITATION}",
-        "",
-        "Every number below is computed from this run's artefacts by `medrepro brain-report`; the "
-        f"only typed-in numbers are the paper's, always labelled **{pub.LABEL}**.",
-        "",
-    ]
+        pub.CITATION,
+        "brain-report",
+        pub.LABEL,
+    )
     lines += _section_setup(inputs)
     lines += _section_qc(inputs, tables.qc)
     lines += _section_table4(tables.table4)
@@ -400,15 +401,7 @@ def render_report(inputs: ReportInputs, tables: Tables, example: str, prov: dict
     lines += _section_figures(example)
     lines += _section_system(inputs)
     lines += ["## Discussion", "", bullets(discussion(inputs, tables.table4, tables.claims)), ""]
-    versions = ", ".join(f"{k} {v}" for k, v in prov.get("versions", {}).items() if v)
-    lines += [
-        "## Provenance",
-        "",
-        f"Generated {prov.get('created_utc')} at git commit `{prov.get('git_commit')}` with "
-        f"{versions}. Configuration, seed, CPU and input checksums: "
-        "[provenance.json](provenance.json).",
-        "",
-    ]
+    lines += provenance_section(prov)
     return "\n".join(lines)
 
 
@@ -436,16 +429,20 @@ def write_report(inputs: ReportInputs) -> list[Path]:
     figure_dice(inputs.evaluation, inputs.configs, out / "figures/dice_by_config.png")
     figure_speed_memory(tables.speed, out / "figures/speed_memory.png")
 
-    write_claims(tables.claims, out / "claims.csv")
-    prov = provenance(inputs.config, inputs.seed, inputs=inputs.paths)
-    prov["report"] = {
-        "stage": "brain-report",
-        "model": inputs.model,
-        "options": inputs.options,
-        "example": example,
-    }
-    write_json(out / "provenance.json", prov)
-    write_text(out / "report.md", render_report(inputs, tables, example, prov))
+    write_claims_provenance_report(
+        out,
+        tables.claims,
+        inputs.config,
+        inputs.seed,
+        inputs.paths,
+        report={
+            "stage": "brain-report",
+            "model": inputs.model,
+            "options": inputs.options,
+            "example": example,
+        },
+        render=lambda prov: render_report(inputs, tables, example, prov),
+    )
     return [out / rel for rel in OUTPUTS]
 
 

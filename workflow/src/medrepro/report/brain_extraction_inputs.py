@@ -7,9 +7,7 @@ malformed artefact raises :class:`~medrepro.io.errors.InputError` naming the fil
 from __future__ import annotations
 
 import argparse
-import json
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +18,15 @@ import pandas as pd
 from medrepro.io.errors import InputError
 from medrepro.io.images import image_to_array, read_image
 from medrepro.preprocessing.brain_dataset import QC_COLUMNS
-from medrepro.report.cephalometry_inputs import load_benchmark, load_perf, parse_config
+from medrepro.report.cephalometry_inputs import load_benchmark, load_perf
+from medrepro.report.inputs import (
+    number,
+    parse_config,
+    read_csv,
+    read_json,
+    read_json_numbers,
+    require,
+)
 from medrepro.tasks.brain_extraction_evaluate import COLUMNS as EVALUATION_COLUMNS
 
 __all__ = [
@@ -164,40 +170,6 @@ class ReportInputs:
         return [c for c in CONFIGS if c in present] + [c for c in present if c not in CONFIGS]
 
 
-def _require(path: Path, what: str) -> Path:
-    if not path.is_file():
-        raise InputError(path, f"missing artefact ({what})")
-    return path
-
-
-def _read_csv(path: Path, columns: Sequence[str], what: str) -> pd.DataFrame:
-    """Read a CSV artefact with at least one row and ``columns``; InputError naming it otherwise."""
-    _require(path, what)
-    try:
-        df = pd.read_csv(path, keep_default_na=True)
-    except pd.errors.EmptyDataError:
-        raise InputError(path, f"empty file ({what})") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as err:
-        raise InputError(path, f"not a readable CSV: {err}") from None
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise InputError(path, f"missing columns: {', '.join(missing)}")
-    if df.empty:
-        raise InputError(path, f"no rows ({what})")
-    return df
-
-
-def _read_json(path: Path, what: str) -> dict[str, Any]:
-    _require(path, what)
-    try:
-        obj = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise InputError(path, f"not valid JSON: {err}") from None
-    if not isinstance(obj, dict):
-        raise InputError(path, "expected a JSON object")
-    return obj
-
-
 def _as_bool(series: pd.Series, path: Path, column: str) -> pd.Series:
     """``True/False/1/0`` text (any case) -> bool; anything else is an InputError."""
 
@@ -213,13 +185,6 @@ def _as_bool(series: pd.Series, path: Path, column: str) -> pd.Series:
         raise InputError(path, f"column {column}: not a boolean: {v!r}")
 
     return series.map(parse).astype(bool)
-
-
-def _number(value: Any) -> float:
-    """A JSON value as float (NaN for anything that is not a real number)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return math.nan
-    return float(value)
 
 
 def paper_block(config: dict[str, Any]) -> dict[str, Any]:
@@ -246,7 +211,7 @@ def load_evaluation(path: Path) -> pd.DataFrame:
     Checks: columns, at least one ``pytorch_fp32`` row, no duplicate (subject, modality, config),
     Dice in [0, 1], HD95 >= 0 and NaN only when exactly one mask is empty (the flag says which).
     """
-    df = _read_csv(path, EVAL_COLUMNS, "per-item evaluation")
+    df = read_csv(path, EVAL_COLUMNS, "per-item evaluation")
     for c in ("subject_id", "modality", "config", "framework", "precision", "route"):
         df[c] = df[c].astype(str).str.strip()
     df["route"] = df["route"].replace("nan", "")
@@ -281,7 +246,7 @@ def load_evaluation(path: Path) -> pd.DataFrame:
 
 def load_qc(path: Path) -> pd.DataFrame:
     """Read ``preprocessed/qc.csv`` (one row per subject; flags as bool)."""
-    df = _read_csv(path, QC_COLUMNS, "registration quality control")
+    df = read_csv(path, QC_COLUMNS, "registration quality control")
     df["subject_id"] = df["subject_id"].astype(str)
     for c in ("mask_dice_vs_atlas", "rotation_deg_t1ce", "translation_mm_t1ce"):
         df[c] = pd.to_numeric(df[c], errors="coerce")
@@ -297,7 +262,7 @@ def load_qc(path: Path) -> pd.DataFrame:
 
 def load_history(path: Path) -> pd.DataFrame:
     """Read ``history.csv`` (numbers coerced)."""
-    df = _read_csv(path, HISTORY_COLUMNS, "training history")
+    df = read_csv(path, HISTORY_COLUMNS, "training history")
     for c in HISTORY_COLUMNS:
         df[c] = pd.to_numeric(df[c], errors="coerce")
     return df
@@ -305,9 +270,9 @@ def load_history(path: Path) -> pd.DataFrame:
 
 def load_parity(path: Path) -> dict[str, Any]:
     """Read ``export/parity.json``; every route of :data:`PARITY_KEYS` needs a number >= 0."""
-    obj = _read_json(path, "export parity")
+    obj = read_json(path, "export parity")
     for key in PARITY_KEYS:
-        value = _number(obj.get(key))
+        value = number(obj.get(key))
         if math.isnan(value) or value < 0:
             raise InputError(
                 path, f"{key}: expected a max abs difference >= 0, got {obj.get(key)!r}"
@@ -317,11 +282,7 @@ def load_parity(path: Path) -> dict[str, Any]:
 
 def load_quantization(path: Path) -> dict[str, Any]:
     """Read one ``quantization.json``; the keys of :data:`QUANT_KEYS` must be numbers."""
-    obj = _read_json(path, "INT8 quantization summary")
-    for key in QUANT_KEYS:
-        if math.isnan(_number(obj.get(key))):
-            raise InputError(path, f"{key}: expected a number, got {obj.get(key)!r}")
-    return obj
+    return read_json_numbers(path, "INT8 quantization summary", QUANT_KEYS)
 
 
 def load_scaling(path: Path, threads: int, model: str) -> pd.DataFrame:
@@ -355,7 +316,7 @@ def choose_example(evaluation: pd.DataFrame) -> tuple[str, str, list[str]] | Non
 
 
 def _mask_array(path: Path, what: str, shape: tuple[int, ...]) -> np.ndarray:
-    _require(path, what)
+    require(path, what)
     arr = image_to_array(read_image(path)) >= 0.5
     if arr.shape != shape:
         raise InputError(path, f"shape {arr.shape} differs from the t1ce image {shape}")
@@ -369,7 +330,7 @@ def load_example(results_dir: Path, model: str, evaluation: pd.DataFrame) -> Exa
         return None
     sid, modality, configs = choice
     native = results_dir / "native" / sid
-    img_path = _require(native / f"{sid}_t1ce.nii.gz", "native t1ce of the Fig. 4 subject")
+    img_path = require(native / f"{sid}_t1ce.nii.gz", "native t1ce of the Fig. 4 subject")
     img = read_image(img_path)
     image = image_to_array(img).astype(np.float32)
     gt_path = native / f"{sid}_mask.nii.gz"
@@ -442,25 +403,25 @@ def load_inputs(args: argparse.Namespace) -> ReportInputs:
         qpath = mdir / sub / "quantization.json"
         quantization[mode] = load_quantization(qpath)
         paths.append(qpath)
-    bench = load_benchmark(_require(p["bench"], "benchmark results"), model)
+    bench = load_benchmark(require(p["bench"], "benchmark results"), model)
     perf = load_perf(p["perf"])
-    sysinfo = _read_json(p["sysinfo"], "benchmark system information")
+    sysinfo = read_json(p["sysinfo"], "benchmark system information")
     scaling: dict[int, pd.DataFrame] = {}
     for k in sorted({int(t) for t in args.scaling_threads}):
         if k < 1:
             raise InputError(Path("--scaling-threads"), f"thread counts must be >= 1, got {k}")
         spath = bdir / "scaling" / f"{model}_t{k}.csv"
-        scaling[k] = load_scaling(_require(spath, f"core-scaling benchmark, {k} threads"), k, model)
+        scaling[k] = load_scaling(require(spath, f"core-scaling benchmark, {k} threads"), k, model)
         paths.append(spath)
     qc = load_qc(p["qc"])
     example = load_example(results_dir, model, evaluation)
     if example is not None:
         paths += example.paths
     quant = block.get("quantization") if isinstance(block.get("quantization"), dict) else {}
-    max_drop = _number(quant.get("max_drop"))
+    max_drop = number(quant.get("max_drop"))
     if math.isnan(max_drop):
-        max_drop = _number(quantization["accuracy_control"].get("max_drop"))
-    qc_min = _number(block.get("qc_min_dice"))
+        max_drop = number(quantization["accuracy_control"].get("max_drop"))
+    qc_min = number(block.get("qc_min_dice"))
     options = {
         "noise_margin": float(args.noise_margin),
         "identical_dice": float(args.identical_dice),
@@ -470,7 +431,7 @@ def load_inputs(args: argparse.Namespace) -> ReportInputs:
         "parity_tolerance": float(args.parity_tolerance),
         "max_drop": max_drop,
         "qc_min_dice": None if math.isnan(qc_min) else qc_min,
-        "threshold": _number(block.get("threshold")),
+        "threshold": number(block.get("threshold")),
         "physical_cores": _physical_cores(sysinfo, args.physical_cores),
         "scaling_threads": sorted(scaling),
     }

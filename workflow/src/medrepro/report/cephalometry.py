@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from medrepro.io.atomic import write_csv, write_json, write_text
+from medrepro.io.atomic import write_csv
 from medrepro.report.cephalometry_claims import build_claims
 from medrepro.report.cephalometry_discussion import discussion
 from medrepro.report.cephalometry_figures import (
@@ -57,9 +57,13 @@ from medrepro.report.cephalometry_tables import (
     perf_counter_table,
     speed_table,
 )
-from medrepro.report.claims import Claim, claims_frame, write_claims
+from medrepro.report.claims import Claim, claims_frame
+from medrepro.report.document import (
+    provenance_section,
+    report_header,
+    write_claims_provenance_report,
+)
 from medrepro.report.markdown import bullets, to_markdown
-from medrepro.report.provenance import provenance
 from medrepro.report.published import cephalometry as pub
 
 __all__ = [
@@ -403,18 +407,6 @@ def _section_system(inputs: ReportInputs) -> list[str]:
     ]
 
 
-def _section_provenance(prov: dict[str, Any]) -> list[str]:
-    versions = ", ".join(f"{k} {v}" for k, v in prov.get("versions", {}).items() if v)
-    return [
-        "## Provenance",
-        "",
-        f"Generated {prov.get('created_utc')} at git commit `{prov.get('git_commit')}` with "
-        f"{versions}. Configuration, seed, CPU and input checksums: "
-        "[provenance.json](provenance.json).",
-        "",
-    ]
-
-
 def render_report(
     inputs: ReportInputs,
     table1: pd.DataFrame,
@@ -428,16 +420,13 @@ def render_report(
     prov: dict[str, Any],
 ) -> str:
     """The Markdown report; every number comes from the tables passed in or from :mod:`pub`."""
-    lines = [
-        "# Cephalometry (paper 000): 3D landmark regression and OpenVINO inference — "
+    lines = report_header(
+        "Cephalometry (paper 000): 3D landmark regression and OpenVINO inference — "
         "reproduction report",
-        "",
-        f"Reproduces: {pub.CITATION}",
-        "",
-        "Every number below is computed from this run's artefacts by `medrepro ceph-report`; the "
-        f"only typed-in numbers are the paper's, always labelled **{pub.LABEL}**.",
-        "",
-    ]
+        pub.CITATION,
+        "ceph-report",
+        pub.LABEL,
+    )
     lines += _section_run(inputs, table1)
     lines += _section_accuracy(inputs, table1, table2)
     lines += _section_speed(speed)
@@ -452,7 +441,7 @@ def render_report(
         bullets(discussion(inputs, claims, perf, prov.get("versions", {}))),
         "",
     ]
-    lines += _section_provenance(prov)
+    lines += provenance_section(prov)
     return "\n".join(lines)
 
 
@@ -484,17 +473,16 @@ def write_report(inputs: ReportInputs) -> list[Path]:
     figure_perf(perf, out / "figures/perf_counters.png")
     example = figure_landmarks(inputs, table1, out / "figures/landmarks_example.png")
 
-    write_claims(claims, out / "claims.csv")
-    prov = provenance(inputs.config, inputs.seed, inputs=inputs.paths)
-    prov["report"] = {
-        "stage": "ceph-report",
-        "models": list(inputs.models),
-        "options": inputs.options,
-    }
-    write_json(out / "provenance.json", prov)
-    write_text(
-        out / "report.md",
-        render_report(inputs, table1, table2, speed, batch, deploy, perf, claims, example, prov),
+    write_claims_provenance_report(
+        out,
+        claims,
+        inputs.config,
+        inputs.seed,
+        inputs.paths,
+        report={"stage": "ceph-report", "models": list(inputs.models), "options": inputs.options},
+        render=lambda prov: render_report(
+            inputs, table1, table2, speed, batch, deploy, perf, claims, example, prov
+        ),
     )
     return [out / rel for rel in OUTPUTS]
 

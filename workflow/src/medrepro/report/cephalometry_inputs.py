@@ -7,7 +7,6 @@ Formats are those of ``docs/architecture.md``; a missing or malformed artefact r
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ import pandas as pd
 from medrepro.benchmark.driver import COLUMNS as BENCHMARK_COLUMNS
 from medrepro.io.errors import InputError
 from medrepro.metrics.landmarks import radial_errors
+from medrepro.report.inputs import numeric, parse_config, read_csv, read_json, require
 
 __all__ = [
     "BACKENDS",
@@ -32,7 +32,6 @@ __all__ = [
     "PARITY_KEYS",
     "ModelArtefacts",
     "ReportInputs",
-    "parse_config",
     "load_dataset",
     "load_splits",
     "load_predictions",
@@ -139,74 +138,9 @@ class ReportInputs:
         return None
 
 
-def _require(path: Path, what: str) -> Path:
-    if not path.is_file():
-        raise InputError(path, f"missing artefact ({what})")
-    return path
-
-
-def _read_csv(
-    path: Path, columns: Sequence[str], what: str, allow_empty: bool = False
-) -> pd.DataFrame:
-    """Read a CSV artefact and check its columns; raise InputError naming it otherwise."""
-    _require(path, what)
-    try:
-        df = pd.read_csv(path, keep_default_na=True)
-    except pd.errors.EmptyDataError:
-        raise InputError(path, f"empty file ({what})") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as err:
-        raise InputError(path, f"not a readable CSV: {err}") from None
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise InputError(path, f"missing columns: {', '.join(missing)}")
-    if df.empty and not allow_empty:
-        raise InputError(path, f"no rows ({what})")
-    return df
-
-
-def _read_json(path: Path, what: str) -> dict[str, Any]:
-    _require(path, what)
-    try:
-        obj = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise InputError(path, f"not valid JSON: {err}") from None
-    if not isinstance(obj, dict):
-        raise InputError(path, "expected a JSON object")
-    return obj
-
-
-def _numeric(df: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
-    """Coerce ``columns`` to numbers (unparseable -> NaN)."""
-    df = df.copy()
-    for c in columns:
-        if c in df.columns:
-            df[c] = pd.to_numeric(df[c], errors="coerce")
-    return df
-
-
-def parse_config(value: str | None) -> dict[str, Any]:
-    """``--config-json``: a JSON object given inline or as a path to a JSON file."""
-    if value is None or value == "":
-        return {}
-    text = value
-    source: Path | str = "--config-json"
-    if not value.lstrip().startswith("{"):
-        source = Path(value)
-        if not source.is_file():
-            raise InputError(source, "--config-json is neither inline JSON nor an existing file")
-        text = source.read_text()
-    try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise InputError(source, f"not valid JSON: {err}") from None
-    if not isinstance(obj, dict):
-        raise InputError(source, "the configuration must be a JSON object")
-    return obj
-
-
 def load_dataset(path: Path) -> dict[str, np.ndarray]:
     """Read the arrays of ``dataset.npz`` the report needs (validated)."""
-    _require(path, "preprocessed dataset")
+    require(path, "preprocessed dataset")
     try:
         with np.load(path, allow_pickle=False) as npz:
             missing = [k for k in DATASET_KEYS if k not in npz.files]
@@ -237,7 +171,7 @@ def load_dataset(path: Path) -> dict[str, np.ndarray]:
 
 def load_splits(path: Path) -> pd.DataFrame:
     """Read ``splits.csv`` (``case_id, patient_id, split``)."""
-    df = _read_csv(path, ("case_id", "patient_id", "split"), "patient-level split")
+    df = read_csv(path, ("case_id", "patient_id", "split"), "patient-level split")
     df["case_id"] = df["case_id"].astype(str)
     bad = sorted(set(df["split"]) - {"train", "val", "test"})
     if bad:
@@ -259,11 +193,11 @@ def load_predictions(
     Returns:
         The test-split rows with an extra ``error_calc`` column (mm).
     """
-    df = _read_csv(path, PREDICTION_COLUMNS, "landmark predictions")
+    df = read_csv(path, PREDICTION_COLUMNS, "landmark predictions")
     df["case_id"] = df["case_id"].astype(str)
     df["landmark"] = df["landmark"].astype(str)
     coords = ["pred_x", "pred_y", "pred_z", "gt_x", "gt_y", "gt_z", "error_mm"]
-    df = _numeric(df, coords)
+    df = numeric(df, coords)
     if df[coords].isna().any().any() or not np.isfinite(df[coords].to_numpy()).all():
         raise InputError(path, "missing or non-finite coordinates/errors")
     bad = sorted(set(df["backend"]) - set(BACKENDS))
@@ -305,8 +239,8 @@ def load_predictions(
 
 def load_benchmark(path: Path, model: str) -> pd.DataFrame:
     """Read ``benchmark/<model>.csv``; numbers coerced, ``ok`` rows must have an FPS."""
-    df = _read_csv(path, BENCH_COLUMNS, "benchmark results")
-    df = _numeric(df, BENCH_NUMERIC)
+    df = read_csv(path, BENCH_COLUMNS, "benchmark results")
+    df = numeric(df, BENCH_NUMERIC)
     for c in ("backend", "precision", "mode", "status"):
         df[c] = df[c].astype(str).str.strip()
     df["model"] = model
@@ -320,8 +254,8 @@ def load_benchmark(path: Path, model: str) -> pd.DataFrame:
 
 def load_perf(path: Path) -> pd.DataFrame:
     """Read ``benchmark/<model>_perf_counters.csv`` (may have no rows)."""
-    df = _read_csv(path, PERF_COLUMNS, "OpenVINO per-node counters", allow_empty=True)
-    return _numeric(df, ("time_ms", "share"))
+    df = read_csv(path, PERF_COLUMNS, "OpenVINO per-node counters", allow_empty=True)
+    return numeric(df, ("time_ms", "share"))
 
 
 def _size_mb(*paths: Path) -> float | None:
@@ -371,11 +305,9 @@ def load_model(
         "perf": bdir / f"{name}_perf_counters.csv",
     }
     predictions = load_predictions(p["predictions"], labels, splits, dataset)
-    history = _numeric(
-        _read_csv(p["history"], HISTORY_COLUMNS, "training history"), HISTORY_COLUMNS
-    )
-    parity = _read_json(p["parity"], "export parity")
-    quantization = _read_json(p["quantization"], "INT8 quantization summary")
+    history = numeric(read_csv(p["history"], HISTORY_COLUMNS, "training history"), HISTORY_COLUMNS)
+    parity = read_json(p["parity"], "export parity")
+    quantization = read_json(p["quantization"], "INT8 quantization summary")
     bench = load_benchmark(p["bench"], name)
     perf = load_perf(p["perf"])
     export = mdir / "export"
@@ -422,7 +354,7 @@ def load_inputs(args: argparse.Namespace) -> ReportInputs:
     labels = list(dataset["labels"])
     roles = {args.paper_models[0]: "direct_regression", args.paper_models[1]: "hourglass"}
     sysinfo_path = results_dir / "benchmark" / f"{args.models[0]}_sysinfo.json"
-    sysinfo = _read_json(sysinfo_path, "benchmark system information")
+    sysinfo = read_json(sysinfo_path, "benchmark system information")
     paths = [Path(args.dataset), Path(args.splits), sysinfo_path]
     models: dict[str, ModelArtefacts] = {}
     for name in dict.fromkeys(args.models):

@@ -24,7 +24,7 @@ from typing import Any
 
 import pandas as pd
 
-from medrepro.io.atomic import write_csv, write_json, write_text
+from medrepro.io.atomic import write_csv
 from medrepro.report.brain_extraction_claims import fmt
 from medrepro.report.cerebellum_yolo_claims import build_claims
 from medrepro.report.cerebellum_yolo_figures import (
@@ -44,9 +44,13 @@ from medrepro.report.cerebellum_yolo_tables import (
     table2_tiny_grid,
     transfer_table,
 )
-from medrepro.report.claims import Claim, claims_frame, write_claims
+from medrepro.report.claims import Claim, claims_frame
+from medrepro.report.document import (
+    provenance_section,
+    report_header,
+    write_claims_provenance_report,
+)
 from medrepro.report.markdown import bullets, to_markdown
-from medrepro.report.provenance import provenance
 from medrepro.report.published import cerebellum_yolo as pub
 
 __all__ = [
@@ -334,15 +338,12 @@ def _section_system(inputs: ReportInputs) -> list[str]:
 
 def render_report(inputs: ReportInputs, tables: Tables, prov: dict[str, Any]) -> str:
     """The Markdown report; every number comes from ``tables``, ``inputs`` or :mod:`pub`."""
-    lines = [
-        "# Cerebellum localisation with YOLO (paper 004) — reproduction report",
-        "",
-        f"Reproduces: {pub.CITATION}",
-        "",
-        "Every number below is computed from this run's artefacts by `medrepro yolo-report`; the "
-        f"only typed-in numbers are the paper's, always labelled **{pub.LABEL}**.",
-        "",
-    ]
+    lines = report_header(
+        "Cerebellum localisation with YOLO (paper 004) — reproduction report",
+        pub.CITATION,
+        "yolo-report",
+        pub.LABEL,
+    )
     lines += _section_setup(inputs, tables)
     lines += _section_table1(tables.table1)
     lines += _section_table2(tables.table2)
@@ -353,15 +354,7 @@ def render_report(inputs: ReportInputs, tables: Tables, prov: dict[str, Any]) ->
     lines += _section_figures()
     lines += _section_caveats(inputs)
     lines += _section_system(inputs)
-    versions = ", ".join(f"{k} {v}" for k, v in prov.get("versions", {}).items() if v)
-    lines += [
-        "## Provenance",
-        "",
-        f"Generated {prov.get('created_utc')} at git commit `{prov.get('git_commit')}` with "
-        f"{versions}. Configuration, seed, CPU and input checksums: "
-        "[provenance.json](provenance.json).",
-        "",
-    ]
+    lines += provenance_section(prov)
     return "\n".join(lines)
 
 
@@ -385,18 +378,22 @@ def write_report(inputs: ReportInputs, out_dir: Path | None = None) -> list[Path
     figure_predictions(inputs.examples, conf, out / "figures/fig5_8_predictions.png")
     figure_tiny_grid(tables.table2, inputs.runs, inputs.checkpoints, out / "figures/tiny_grid.png")
     figure_box_statistics(inputs.boxes, out / "figures/box_statistics.png")
-    write_claims(tables.claims, out / "claims.csv")
-    prov = provenance(inputs.config, inputs.seed, inputs=inputs.paths)
-    prov["report"] = {
-        "stage": "yolo-report",
-        "runs": list(inputs.runs),
-        "best": inputs.best,
-        "options": inputs.options,
-        "examples": [] if inputs.examples is None else inputs.examples.image_ids,
-        "reference": REFERENCE,
-    }
-    write_json(out / "provenance.json", prov)
-    write_text(out / "report.md", render_report(inputs, tables, prov))
+    write_claims_provenance_report(
+        out,
+        tables.claims,
+        inputs.config,
+        inputs.seed,
+        inputs.paths,
+        report={
+            "stage": "yolo-report",
+            "runs": list(inputs.runs),
+            "best": inputs.best,
+            "options": inputs.options,
+            "examples": [] if inputs.examples is None else inputs.examples.image_ids,
+            "reference": REFERENCE,
+        },
+        render=lambda prov: render_report(inputs, tables, prov),
+    )
     return [out / rel for rel in OUTPUTS]
 
 

@@ -22,8 +22,15 @@ import numpy as np
 import pandas as pd
 
 from medrepro.io.errors import InputError
-from medrepro.report.brain_extraction_inputs import _read_json, _require
-from medrepro.report.cephalometry_inputs import load_benchmark, parse_config
+from medrepro.report.cephalometry_inputs import load_benchmark
+from medrepro.report.inputs import (
+    number,
+    parse_config,
+    read_csv,
+    read_json,
+    read_json_numbers,
+    require,
+)
 
 __all__ = [
     "ARCHS",
@@ -178,23 +185,6 @@ class ReportInputs:
         return sorted(sel, key=lambda r: (r.S, r.lr, r.momentum, r.name))
 
 
-def _read_csv(path: Path, columns: Sequence[str], what: str) -> pd.DataFrame:
-    """A CSV with ``columns`` and at least one row; InputError naming it otherwise."""
-    _require(path, what)
-    try:
-        df = pd.read_csv(path)
-    except pd.errors.EmptyDataError:
-        raise InputError(path, f"empty file ({what})") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as err:
-        raise InputError(path, f"not a readable CSV: {err}") from None
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise InputError(path, f"missing columns: {', '.join(missing)}")
-    if df.empty:
-        raise InputError(path, f"no rows ({what})")
-    return df
-
-
 def _numbers(df: pd.DataFrame, path: Path, columns: Sequence[str], finite: bool = True) -> None:
     """Coerce ``columns`` to float in place; non-numbers (and NaN if ``finite``) are errors."""
     for c in columns:
@@ -233,13 +223,6 @@ def _as_bool(value: Any, path: Path, what: str) -> bool:
     raise InputError(path, f"{what}: not a boolean: {value!r}")
 
 
-def _number(value: Any) -> float:
-    """A JSON value as float (NaN for anything that is not a real number)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return math.nan
-    return float(value)
-
-
 def paper_block(config: dict[str, Any]) -> dict[str, Any]:
     """The ``cerebellum_yolo`` block with the settings of its scale merged in.
 
@@ -273,7 +256,7 @@ def _run_spec(name: str, spec: Any) -> RunSpec:
     arch = str(spec["arch"])
     if arch not in ARCHS:
         raise InputError(_CONFIG_SOURCE, f"experiments.{name}: unknown arch {arch!r}")
-    s, lr, mom = spec["S"], _number(spec["lr"]), _number(spec["momentum"])
+    s, lr, mom = spec["S"], number(spec["lr"]), number(spec["momentum"])
     if isinstance(s, bool) or not isinstance(s, int) or s < 1:
         raise InputError(_CONFIG_SOURCE, f"experiments.{name}: S must be an integer >= 1")
     if not lr > 0 or not 0 <= mom < 1:
@@ -308,7 +291,7 @@ def load_checkpoints(path: Path) -> pd.DataFrame:
 
     Checks: iterations unique integers >= 1, AP and F1 in [0, 1], TP/FP/FN counts >= 0.
     """
-    df = _read_csv(path, CHECKPOINT_COLUMNS, "per-checkpoint test scores")
+    df = read_csv(path, CHECKPOINT_COLUMNS, "per-checkpoint test scores")
     _numbers(df, path, [c for c in CHECKPOINT_COLUMNS if c != "loss"])
     _numbers(df, path, ["loss"], finite=False)
     if "n_images" in df.columns:
@@ -325,7 +308,7 @@ def load_checkpoints(path: Path) -> pd.DataFrame:
 
 def load_pretrain_history(path: Path) -> pd.DataFrame:
     """Read a stand-in pre-training ``history.csv`` (iteration, loss, accuracy in [0, 1])."""
-    df = _read_csv(path, PRETRAIN_COLUMNS, "stand-in pre-training history")
+    df = read_csv(path, PRETRAIN_COLUMNS, "stand-in pre-training history")
     _numbers(df, path, PRETRAIN_COLUMNS, finite=False)
     _in_unit(df, path, ("accuracy",))
     return df.sort_values("iteration").reset_index(drop=True)
@@ -333,13 +316,13 @@ def load_pretrain_history(path: Path) -> pd.DataFrame:
 
 def load_best(path: Path, runs: dict[str, RunSpec]) -> dict[str, Any]:
     """Read ``best.json``; its run must be one of the YOLOv1 runs given."""
-    obj = _read_json(path, "best YOLO run")
+    obj = read_json(path, "best YOLO run")
     run = obj.get("run")
     if not isinstance(run, str) or run not in runs:
         raise InputError(path, f"run {run!r} is not one of the runs given ({', '.join(runs)})")
     if runs[run].arch != YOLO_ARCH:
         raise InputError(path, f"run {run!r} is not a YOLOv1 run")
-    ap, it = _number(obj.get("ap")), _number(obj.get("iteration"))
+    ap, it = number(obj.get("ap")), number(obj.get("iteration"))
     if math.isnan(ap) or not 0 <= ap <= 1 or math.isnan(it):
         raise InputError(path, "ap (in [0, 1]) and iteration must be numbers")
     return {**obj, "ap": ap, "iteration": int(it)}
@@ -347,7 +330,7 @@ def load_best(path: Path, runs: dict[str, RunSpec]) -> dict[str, Any]:
 
 def load_deployment(path: Path) -> pd.DataFrame:
     """Read ``deployment.csv`` (one row per configuration; ``pytorch_fp32`` required)."""
-    df = _read_csv(path, DEPLOYMENT_COLUMNS, "deployment scores")
+    df = read_csv(path, DEPLOYMENT_COLUMNS, "deployment scores")
     df["config"] = df["config"].astype(str).str.strip()
     _numbers(df, path, DEPLOYMENT_COLUMNS[1:])
     _in_unit(df, path, ("ap", "f1"))
@@ -365,7 +348,7 @@ def load_deployment(path: Path) -> pd.DataFrame:
 
 def load_predictions(path: Path) -> pd.DataFrame:
     """Read the best model's per-image ``predictions.csv`` (boxes may be NaN: no box / no object)."""
-    df = _read_csv(path, PREDICTION_COLUMNS, "per-image predictions")
+    df = read_csv(path, PREDICTION_COLUMNS, "per-image predictions")
     df["config"] = df["config"].astype(str).str.strip()
     df["image_id"] = df["image_id"].astype(str)
     _numbers(df, path, PREDICTION_COLUMNS[2:], finite=False)
@@ -376,7 +359,7 @@ def load_predictions(path: Path) -> pd.DataFrame:
 
 def load_boxes(path: Path) -> pd.DataFrame:
     """Read ``annotations/boxes.csv``; non-empty rows need a box inside the unit square."""
-    df = _read_csv(path, BOX_COLUMNS, "annotation boxes")
+    df = read_csv(path, BOX_COLUMNS, "annotation boxes")
     df["image_id"] = df["image_id"].astype(str)
     df["volume_id"] = df["volume_id"].astype(str)
     df["split"] = df["split"].astype(str).str.strip()
@@ -393,17 +376,13 @@ def load_boxes(path: Path) -> pd.DataFrame:
 
 def load_quantization(path: Path) -> dict[str, Any]:
     """Read ``int8/quantization.json``; the keys of :data:`QUANT_KEYS` must be numbers."""
-    obj = _read_json(path, "INT8 quantization summary")
-    for key in QUANT_KEYS:
-        if math.isnan(_number(obj.get(key))):
-            raise InputError(path, f"{key}: expected a number, got {obj.get(key)!r}")
-    return obj
+    return read_json_numbers(path, "INT8 quantization summary", QUANT_KEYS)
 
 
 def load_parity(path: Path) -> dict[str, Any]:
     """Read ``export/parity.json``; ``openvino_fp32`` must be a max abs difference >= 0."""
-    obj = _read_json(path, "export parity")
-    diff = _number(obj.get("openvino_fp32"))
+    obj = read_json(path, "export parity")
+    diff = number(obj.get("openvino_fp32"))
     if math.isnan(diff) or diff < 0:
         raise InputError(path, f"openvino_fp32: expected a number >= 0, got {obj.get('openvino_fp32')!r}")  # fmt: skip
     return obj
@@ -488,7 +467,7 @@ def load_examples(
     path = results_dir / "preprocessed" / "dataset.npz"
     if not ids:
         return None, []
-    _require(path, "dataset with the network inputs")
+    require(path, "dataset with the network inputs")
     try:
         with np.load(path, allow_pickle=False) as npz:
             if "images" not in npz or "image_id" not in npz:
@@ -515,7 +494,7 @@ def load_examples(
     for spec in sorted(
         (r for r in runs.values() if r.arch == YOLO_ARCH and r.pretrained), key=lambda r: r.S
     ):
-        bundle = _require(results_dir / "models" / spec.name / "model.pt", f"best checkpoint of {spec.name}")  # fmt: skip
+        bundle = require(results_dir / "models" / spec.name / "model.pt", f"best checkpoint of {spec.name}")  # fmt: skip
         b, c = predict_top_boxes(bundle, sel)
         if b.shape != (len(ids), 4) or c.shape != (len(ids),):
             raise InputError(bundle, f"decoded boxes of shape {b.shape}, expected ({len(ids)}, 4)")
@@ -584,8 +563,8 @@ def load_inputs(args: argparse.Namespace) -> ReportInputs:
     predictions = load_predictions(p["predictions"])
     quantization = load_quantization(p["quantization"])
     parity = load_parity(p["parity"])
-    bench = load_benchmark(_require(p["bench"], "benchmark results"), "best")
-    sysinfo = _read_json(p["sysinfo"], "benchmark system information")
+    bench = load_benchmark(require(p["bench"], "benchmark results"), "best")
+    sysinfo = read_json(p["sysinfo"], "benchmark system information")
     boxes = load_boxes(p["boxes"])
     paths += list(p.values())
     examples, read = load_examples(
@@ -593,10 +572,10 @@ def load_inputs(args: argparse.Namespace) -> ReportInputs:
     )
     paths += read
     quant = block.get("quantization") if isinstance(block.get("quantization"), dict) else {}
-    max_drop = _number(quant.get("max_drop"))
+    max_drop = number(quant.get("max_drop"))
     if math.isnan(max_drop):
         max_drop = float(quantization["max_drop"])
-    conf = _number(block.get("conf_threshold"))
+    conf = number(block.get("conf_threshold"))
     options = {
         "conf_threshold": 0.25 if math.isnan(conf) else conf,
         "max_drop": max_drop,

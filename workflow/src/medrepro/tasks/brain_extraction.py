@@ -14,13 +14,13 @@ and is computed by the ``brain-evaluate`` stage
 
 from __future__ import annotations
 
-import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from medrepro.data.dataset_npz import read_dataset_arrays
 from medrepro.data.select_inputs import split_indices
 from medrepro.io.errors import InputError
 from medrepro.io.tables import read_text_csv
@@ -52,17 +52,7 @@ def output_to_mask(
 
 def _load(dataset: Path) -> dict[str, np.ndarray]:
     """The arrays of a brain ``dataset.npz``, validated (InputError naming the file)."""
-    dataset = Path(dataset)
-    if not dataset.is_file():
-        raise InputError(dataset, "file not found")
-    try:
-        with np.load(dataset, allow_pickle=False) as data:
-            missing = [k for k in _KEYS if k not in data.files]
-            if missing:
-                raise InputError(dataset, f"not a brain_extraction dataset.npz: missing {missing}")
-            arrays = {k: data[k] for k in _KEYS}
-    except (OSError, ValueError, zipfile.BadZipFile) as err:
-        raise InputError(dataset, f"unreadable npz ({err})") from err
+    arrays = read_dataset_arrays(dataset, _KEYS, "brain_extraction")
     images, masks = arrays["images"], arrays["masks"]
     n = len(images)
     if images.ndim != 4 or masks.shape != images.shape:

@@ -12,7 +12,6 @@ annotated images, an image whose top box is below the confidence threshold count
 
 from __future__ import annotations
 
-import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from medrepro.data.dataset_npz import read_dataset_arrays
 from medrepro.data.select_inputs import split_indices
 from medrepro.io.errors import InputError
 from medrepro.io.tables import read_text_csv
@@ -89,17 +89,7 @@ def load_detection_dataset(dataset: Path) -> DetectionData:
             ``has_object`` (NaN rows exactly for the images without object) or lie outside
             the image (centre outside ``[0, 1]``, ``w, h`` not in ``(0, 1]``).
     """
-    dataset = Path(dataset)
-    if not dataset.is_file():
-        raise InputError(dataset, "file not found")
-    try:
-        with np.load(dataset, allow_pickle=False) as data:
-            missing = [k for k in _KEYS if k not in data.files]
-            if missing:
-                raise InputError(dataset, f"not a cerebellum_yolo dataset.npz: missing {missing}")
-            arrays = {k: data[k] for k in _KEYS}
-    except (OSError, ValueError, zipfile.BadZipFile) as err:
-        raise InputError(dataset, f"unreadable npz ({err})") from err
+    arrays = read_dataset_arrays(dataset, _KEYS, "cerebellum_yolo")
     images, boxes, has = arrays["images"], arrays["boxes"], arrays["has_object"]
     n = len(images)
     if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
