@@ -29,7 +29,7 @@ from medrepro.io.atomic import atomic_dir
 from medrepro.io.images import read_image
 from medrepro.preprocessing.geometry import Grid, grid_from_centre, index_to_mm
 from medrepro.preprocessing.orientation import reorient
-from medrepro.preprocessing.resampling import antialias_sigmas, smooth_for_downsampling
+from medrepro.preprocessing.resampling import resample_onto
 
 __all__ = [
     "SRI24_FOV_MM",
@@ -38,7 +38,6 @@ __all__ = [
     "load_mni152",
     "mask_centre_mm",
     "sri24_like_grid",
-    "resample_onto",
     "build_atlas",
     "atlas_from_files",
     "main",
@@ -157,46 +156,6 @@ def sri24_like_grid(spacing_mm: float, centre_mm: np.ndarray | None = None) -> G
         centre_mm = mask_centre_mm(load_mni152().mask)
     size = np.maximum(np.round(np.asarray(SRI24_FOV_MM) / spacing_mm), 1).astype(np.int64)
     return grid_from_centre(centre_mm, np.full(3, float(spacing_mm)), size)
-
-
-def resample_onto(
-    img: sitk.Image,
-    grid: Grid,
-    *,
-    transform: sitk.Transform | None = None,
-    interpolator: int = sitk.sitkLinear,
-    default_value: float = 0.0,
-    antialias: bool = True,
-) -> sitk.Image:
-    """Resample ``img`` onto ``grid`` (float32), smoothing first along axes that get coarser.
-
-    Args:
-        img: 3D image.
-        grid: output geometry.
-        transform: maps output physical points to input points (identity when ``None``).
-        interpolator: SimpleITK interpolator.
-        default_value: value outside the input.
-        antialias: Gaussian pre-smoothing (see ``medrepro.preprocessing.resampling``).
-
-    Returns:
-        Float32 image on ``grid``.
-    """
-    src = sitk.Cast(img, sitk.sitkFloat32)
-    if antialias:
-        src = smooth_for_downsampling(
-            src, antialias_sigmas(Grid.of(src), grid.spacing, grid.direction)
-        )
-    return sitk.Resample(
-        src,
-        [int(n) for n in grid.size],
-        transform or sitk.Transform(),
-        interpolator,
-        [float(v) for v in grid.origin],
-        [float(v) for v in grid.spacing],
-        [float(v) for v in grid.direction.ravel()],
-        float(default_value),
-        sitk.sitkFloat32,
-    )
 
 
 def _binarise(img: sitk.Image) -> sitk.Image:

@@ -49,9 +49,13 @@ from scipy.spatial.transform import Rotation
 
 from medrepro.io.atomic import write_csv
 from medrepro.io.dicom import write_dicom_series
-from medrepro.phantoms.brain_atlas import MNI152, load_mni152, mask_centre_mm, resample_onto
+from medrepro.phantoms.brain_atlas import MNI152, load_mni152, mask_centre_mm
 from medrepro.preprocessing.geometry import Grid, centre_mm, grid_from_centre, index_to_mm
-from medrepro.preprocessing.resampling import antialias_sigmas, smooth_for_downsampling
+from medrepro.preprocessing.resampling import (
+    antialias_sigmas,
+    resample_onto,
+    smooth_for_downsampling,
+)
 
 __all__ = [
     "MODALITIES",

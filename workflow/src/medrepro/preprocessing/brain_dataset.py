@@ -29,7 +29,7 @@ from medrepro.io.images import array_to_image, image_to_array, read_image
 from medrepro.preprocessing.brain_convert import MODALITIES, check_binary, check_same_grid
 from medrepro.preprocessing.geometry import Grid, centre_mm, grid_from_centre
 from medrepro.preprocessing.intensity import brainmage_normalise
-from medrepro.preprocessing.resampling import antialias_sigmas, smooth_for_downsampling
+from medrepro.preprocessing.resampling import resample_onto
 
 __all__ = [
     "QC_COLUMNS",
@@ -95,14 +95,8 @@ def to_network(
     Returns:
         float32 ``(X, Y, Z)`` array.
     """
-    ref = network_grid(img, shape)
-    src = sitk.Cast(img, sitk.sitkFloat32)
-    if antialias:
-        src = smooth_for_downsampling(
-            src, antialias_sigmas(Grid.of(src), ref.GetSpacing(), Grid.of(ref).direction)
-        )
-    out = sitk.Resample(src, ref, sitk.Transform(), interpolator, 0.0, sitk.sitkFloat32)
-    return image_to_array(out)
+    grid = Grid.of(network_grid(img, shape))
+    return image_to_array(resample_onto(img, grid, interpolator=interpolator, antialias=antialias))
 
 
 def mask_to_network(mask: sitk.Image, shape: Sequence[int]) -> np.ndarray:

@@ -32,7 +32,13 @@ from numpy.typing import ArrayLike
 from medrepro.preprocessing.geometry import Grid, grid_from_centre
 from medrepro.preprocessing.geometry import centre_mm as _centre_mm
 
-__all__ = ["antialias_sigmas", "smooth_for_downsampling", "resample_to_grid", "resample_isotropic"]
+__all__ = [
+    "antialias_sigmas",
+    "smooth_for_downsampling",
+    "resample_onto",
+    "resample_to_grid",
+    "resample_isotropic",
+]
 
 #: relative margin below which target and source spacings count as equal (no smoothing)
 _SPACING_RTOL = 1e-6
@@ -84,6 +90,49 @@ def smooth_for_downsampling(img: sitk.Image, sigmas_mm: ArrayLike) -> sitk.Image
     return gaussian.Execute(img)
 
 
+def resample_onto(
+    img: sitk.Image,
+    grid: Grid,
+    *,
+    transform: sitk.Transform | None = None,
+    interpolator: int = sitk.sitkLinear,
+    default_value: float = 0.0,
+    antialias: bool = True,
+    pixel_type: int | None = sitk.sitkFloat32,
+) -> sitk.Image:
+    """Resample ``img`` onto ``grid`` in one interpolation, smoothing first along coarser axes.
+
+    Args:
+        img: 3D image.
+        grid: output geometry (origin, spacing, direction, size).
+        transform: maps output physical points to input points (identity when ``None``).
+        interpolator: SimpleITK interpolator.
+        default_value: value of output voxels outside the input.
+        antialias: Gaussian pre-smoothing along axes that get coarser (module docstring).
+        pixel_type: the input is cast to it first and the output has it; ``None`` keeps the
+            input's type (float32 after smoothing).
+
+    Returns:
+        The image on ``grid``.
+    """
+    src = img if pixel_type is None else sitk.Cast(img, pixel_type)
+    if antialias:
+        src = smooth_for_downsampling(
+            src, antialias_sigmas(Grid.of(src), grid.spacing, grid.direction)
+        )
+    return sitk.Resample(
+        src,
+        [int(n) for n in grid.size],
+        transform or sitk.Transform(),
+        interpolator,
+        [float(v) for v in grid.origin],
+        [float(v) for v in grid.spacing],
+        [float(v) for v in grid.direction.ravel()],
+        float(default_value),
+        src.GetPixelID() if pixel_type is None else pixel_type,
+    )
+
+
 def resample_to_grid(
     img: sitk.Image,
     *,
@@ -119,20 +168,13 @@ def resample_to_grid(
     source = Grid.of(img)
     centre = _centre_mm(source) if centre_mm is None else centre_mm
     target = grid_from_centre(centre, spacing, size, direction)
-    if antialias:
-        img = smooth_for_downsampling(
-            img, antialias_sigmas(source, target.spacing, target.direction)
-        )
-    return sitk.Resample(
+    return resample_onto(
         img,
-        [int(n) for n in target.size],
-        sitk.Transform(),
-        interpolator,
-        [float(x) for x in target.origin],
-        [float(x) for x in target.spacing],
-        [float(x) for x in target.direction.ravel()],
-        float(default_value),
-        img.GetPixelID(),
+        target,
+        interpolator=interpolator,
+        default_value=default_value,
+        antialias=antialias,
+        pixel_type=None,
     )
 
 
