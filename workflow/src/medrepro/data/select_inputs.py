@@ -21,7 +21,7 @@ from medrepro.io.atomic import write_npz
 from medrepro.io.errors import InputError
 from medrepro.io.tables import read_text_csv, require_columns
 
-__all__ = ["select_inputs", "main"]
+__all__ = ["split_indices", "select_inputs", "to_network_inputs", "main"]
 
 _SPLITS = ("train", "val", "test")
 
@@ -49,6 +49,14 @@ def split_indices(
     if not wanted:
         raise InputError(source, f"split {split!r} has no cases")
     return np.flatnonzero(np.isin(ids, sorted(wanted)))
+
+
+def to_network_inputs(images: np.ndarray) -> np.ndarray:
+    """uint8 ``(N, H, W, 3)`` RGB -> float32 ``(N, 3, H, W)`` in ``[0, 1]`` (divided by 255)."""
+    x = np.asarray(images)
+    if x.ndim != 4 or x.shape[-1] != 3:
+        raise ValueError(f"expected images (N, H, W, 3), got {x.shape}")
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2), dtype=np.float32) / np.float32(255.0)
 
 
 def select_inputs(
@@ -82,8 +90,7 @@ def select_inputs(
     if layout == "rgb":
         if images.shape[-1] != 3:
             raise InputError(source, f"layout rgb needs (N, H, W, 3) images, got {images.shape}")
-        rgb = images[keep].transpose(0, 3, 1, 2).astype(np.float32) / 255.0
-        return np.ascontiguousarray(rgb), ids
+        return to_network_inputs(images[keep]), ids
     if layout != "volume":
         raise ValueError(f"layout must be 'volume' or 'rgb', got {layout!r}")
     return np.ascontiguousarray(images[keep][:, None], dtype=np.float32), ids

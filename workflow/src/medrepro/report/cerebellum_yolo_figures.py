@@ -8,7 +8,6 @@ summary and the annotation box statistics. Published values are black markers la
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.patches import Rectangle
 
+from medrepro.metrics.detection import iou
 from medrepro.report import figures as fg
 from medrepro.report.cerebellum_yolo_inputs import TINY_ARCH, YOLO_ARCH, Examples, RunSpec
 from medrepro.report.published import cerebellum_yolo as pub
@@ -35,16 +35,7 @@ _PRED_COLOUR = "#FF3030"
 
 def box_iou(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> float:
     """IoU of two normalised ``(cx, cy, w, h)`` boxes; NaN if either is missing (NaN)."""
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    if not (np.isfinite(a).all() and np.isfinite(b).all()):
-        return math.nan
-    ax0, ay0, ax1, ay1 = a[0] - a[2] / 2, a[1] - a[3] / 2, a[0] + a[2] / 2, a[1] + a[3] / 2
-    bx0, by0, bx1, by1 = b[0] - b[2] / 2, b[1] - b[3] / 2, b[0] + b[2] / 2, b[1] + b[3] / 2
-    iw = max(0.0, min(ax1, bx1) - max(ax0, bx0))
-    ih = max(0.0, min(ay1, by1) - max(ay0, by0))
-    inter = iw * ih
-    union = max(a[2], 0) * max(a[3], 0) + max(b[2], 0) * max(b[3], 0) - inter
-    return float(inter / union) if union > 0 else 0.0
+    return float(iou(np.asarray(a, dtype=float), np.asarray(b, dtype=float)))
 
 
 def figure_ap_f1(

@@ -407,8 +407,9 @@ def predict_top_boxes(bundle: Path, images: np.ndarray) -> tuple[np.ndarray, np.
     Args:
         bundle: a ``model.pt`` written by ``yolo-train`` (``output_kind="yolo"``,
             ``extra={"S", "B", "C"}``).
-        images: uint8 ``(K, H, W, 3)`` viridis RGB; resized (bilinear) to the bundle's input size
-            if it differs (boxes are normalised, so they are unaffected).
+        images: uint8 ``(K, H, W, 3)`` viridis RGB; resized as in training
+            (:func:`medrepro.training.detection.network_batch`) to the bundle's input size if it
+            differs (boxes are normalised, so they are unaffected).
 
     Returns:
         ``(boxes (K, 4) normalised cx, cy, w, h; conf (K,))``.
@@ -419,18 +420,17 @@ def predict_top_boxes(bundle: Path, images: np.ndarray) -> tuple[np.ndarray, np.
     import torch
 
     from medrepro.nets.bundle import load_bundle
+    from medrepro.training.detection import network_batch
     from medrepro.transforms.yolo_grid import decode_top_box
 
     try:
         model, meta = load_bundle(bundle)
     except Exception as err:  # noqa: BLE001 - any failure to rebuild is bad input
         raise InputError(bundle, f"cannot load the model bundle: {err}") from None
-    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255.0
     shape = meta.get("input_shape") or []
-    if len(shape) == 4 and tuple(shape[-2:]) != tuple(x.shape[-2:]):
-        x = torch.nn.functional.interpolate(
-            x, size=tuple(int(s) for s in shape[-2:]), mode="bilinear", align_corners=False
-        )
+    size = int(shape[-1]) if len(shape) == 4 else int(images.shape[1])
+    # the same conversion and resize as training and evaluation (yolo-train, yolo-evaluate)
+    x = torch.from_numpy(network_batch(images, size))
     B = int((meta.get("extra") or {}).get("B", 2))
     try:
         with torch.no_grad():

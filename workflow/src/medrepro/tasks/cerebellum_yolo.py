@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from medrepro.data.dataset_npz import read_dataset_arrays
-from medrepro.data.select_inputs import split_indices
+from medrepro.data.select_inputs import split_indices, to_network_inputs
 from medrepro.io.errors import InputError
 from medrepro.io.tables import read_text_csv
 from medrepro.metrics.detection import detection_scores, iou
@@ -34,7 +34,6 @@ __all__ = [
     "TASK",
     "load_detection_dataset",
     "load_detection_split",
-    "to_network_inputs",
     "grid_shape",
     "outputs_to_raw",
     "per_item_scores",
@@ -131,14 +130,6 @@ def load_detection_split(dataset: Path, splits: Path, split: str) -> DetectionDa
     data = load_detection_dataset(dataset)
     index = split_indices(data.image_id, read_text_csv(splits), split, source=splits)
     return data.subset(index)
-
-
-def to_network_inputs(images: np.ndarray) -> np.ndarray:
-    """uint8 ``(N, H, W, 3)`` RGB -> float32 ``(N, 3, H, W)`` in ``[0, 1]`` (divided by 255)."""
-    x = np.asarray(images)
-    if x.ndim != 4 or x.shape[-1] != 3:
-        raise ValueError(f"expected images (N, H, W, 3), got {x.shape}")
-    return np.ascontiguousarray(x.transpose(0, 3, 1, 2), dtype=np.float32) / np.float32(255.0)
 
 
 def grid_shape(meta: dict[str, Any]) -> tuple[int, int, int]:

@@ -49,13 +49,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from medrepro.data.select_inputs import to_network_inputs
 from medrepro.io.atomic import atomic_path, write_csv
 from medrepro.io.errors import InputError
 from medrepro.losses.yolo import yolo_loss
 from medrepro.metrics.detection import detection_scores
 from medrepro.nets import MODELS, build_model
 from medrepro.nets.bundle import save_bundle
-from medrepro.tasks.cerebellum_yolo import DetectionData, load_detection_split, to_network_inputs
+from medrepro.tasks.cerebellum_yolo import DetectionData, load_detection_split
 from medrepro.transforms.yolo_grid import decode_top_box, encode_targets
 
 __all__ = [
