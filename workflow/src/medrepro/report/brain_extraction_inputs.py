@@ -28,6 +28,7 @@ from medrepro.report.inputs import (
     require,
 )
 from medrepro.tasks.brain_extraction_evaluate import COLUMNS as EVALUATION_COLUMNS
+from medrepro.tasks.brain_extraction_evaluate import CONFIGS as EVALUATION_CONFIGS
 
 __all__ = [
     "CONFIGS",
@@ -54,15 +55,7 @@ __all__ = [
 ]
 
 #: evaluation configurations in display order (docs/brain_extraction.md, brain-evaluate)
-CONFIGS: tuple[str, ...] = (
-    "pytorch_fp32",
-    "onnxruntime_fp32",
-    "openvino_fp32",
-    "openvino_fp32_onnx",
-    "openvino_bf16",
-    "openvino_int8",
-    "openvino_int8_default",
-)
+CONFIGS: tuple[str, ...] = tuple(EVALUATION_CONFIGS)
 #: the configuration every other one is compared with
 REFERENCE = "pytorch_fp32"
 #: the masks of Fig. 4 besides the ground truth (the paper's PT-FP32, OV-FP32, OV-INT8)
@@ -359,10 +352,9 @@ def _physical_cores(sysinfo: dict[str, Any], given: int | None) -> int | None:
     """Physical cores of the benchmark machine: ``--physical-cores``, else sysinfo, else None."""
     if given:
         return int(given)
-    for key in ("physical_cores", "cpu_physical_cores", "cores_physical"):
-        value = sysinfo.get(key)
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return value
+    value = sysinfo.get("physical_cores")  # benchmark.sysinfo.physical_cores
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
     return None
 
 
