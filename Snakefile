@@ -26,6 +26,7 @@ include: "workflow/rules/benchmark.smk"
 include: "workflow/rules/cephalometry.smk"
 include: "workflow/rules/brain_extraction.smk"
 include: "workflow/rules/cerebellum_yolo.smk"
+include: "workflow/rules/lowres.smk"
 
 
 wildcard_constraints:
@@ -33,6 +34,8 @@ wildcard_constraints:
     model=r"[a-z][a-z0-9_]*",
     split="train|val|test",
     subject=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+    dataset="luna16|metastases",
+    runtime="torch|openvino_fp32|openvino_int8",
 
 
 rule all:
@@ -41,3 +44,4 @@ rule all:
         rules.cephalometry.input,
         rules.brain_extraction.input,
         rules.cerebellum_yolo.input,
+        rules.lowres.input,

@@ -151,6 +151,11 @@ def test_build_model_unknown_arch() -> None:
         "resunet",
         "yolov1",
         "tiny_yolov1",
+        "unet3d",
+        "deepmedic",
+        "mobilenetv2",
+        "enet",
+        "lowres",
     }
 
 
@@ -215,6 +220,6 @@ def test_save_bundle_rejects_unknown_output_kind(tmp_path: Path) -> None:
             arch="vgg_regressor",
             kwargs={},
             input_shape=[1, 1, 16, 16, 16],
-            output_kind="logits",
+            output_kind="log_probabilities",
         )
     assert not (tmp_path / "m.pt").exists()

@@ -22,7 +22,8 @@ os.environ["PATH"] = os.pathsep.join(
 )
 ENV = "../../envs/medrepro.yaml"
 
-# The papers whose rules are included so far.
+# The papers that use the shared train / export / quantize / benchmark rules (lowres has its own:
+# two datasets, whole-volume inference and two-stage export).
 PAPERS = ["cephalometry", "brain_extraction", "cerebellum_yolo"]
 # The papers whose split is drawn by the shared `split` stage (the others write their own).
 SPLIT_PAPERS = "cephalometry|brain_extraction"
@@ -353,4 +354,85 @@ def yolo_report_inputs():
 YOLO_REPORT_ARGS = (
     f"--results-dir {YOLO_RESULTS} --runs {' '.join(yolo_runs())} --seed {SEED}"
     f" --out-dir {YOLO_RESULTS}"
+)
+
+
+# ---------------------------------------------------------------- lowres (paper 003)
+LOWRES = paper_settings("lowres")
+LOWRES_RESULTS = "results/lowres"
+# The file that marks each dataset's input directory (written last by the phantom generators).
+LOWRES_DATA_MARKER = {"luna16": "annotations.csv", "metastases": "subjects.csv"}
+
+
+def lowres_data_dir(dataset):
+    """A dataset's input directory: the configured real data, or the synthetic phantoms."""
+    return LOWRES[dataset]["data_dir"] or f"data/lowres/{dataset}"
+
+
+def lowres_threads_list():
+    """Thread counts timed: the config's list, or 1, 2, 4, 8, 16 up to the cores, and the cores."""
+    if LOWRES["inference"]["threads_list"]:
+        return sorted(set(LOWRES["inference"]["threads_list"]))
+    cores = os.cpu_count() or 1
+    return sorted({t for t in (1, 2, 4, 8, 16) if t <= cores} | {cores})
+
+
+def lowres_arch(model):
+    """Settings of one network at the current scale (kwargs, batch, patches)."""
+    return LOWRES["archs"][model]
+
+
+def lowres_ir(wildcards):
+    """The OpenVINO directory a runtime needs (none for PyTorch)."""
+    if wildcards.runtime == "torch":
+        return []
+    return f"{LOWRES_RESULTS}/{wildcards.dataset}/models/{wildcards.model}/openvino"
+
+
+def lowres_timing_summaries(dataset):
+    """Every timing summary of a dataset: `threads` from the prediction run, others timed alone."""
+    files = []
+    for model in LOWRES["models"]:
+        for runtime in LOWRES["runtimes"]:
+            files.append(
+                f"{LOWRES_RESULTS}/{dataset}/predictions/{model}/{runtime}/summary.json"
+            )
+            files += [
+                f"{LOWRES_RESULTS}/{dataset}/timing/{model}/{runtime}_t{t}/summary.json"
+                for t in lowres_threads_list()
+                if t != THREADS
+            ]
+    return files
+
+
+def lowres_report_inputs():
+    files = []
+    for dataset in LOWRES["datasets"]:
+        root = f"{LOWRES_RESULTS}/{dataset}"
+        files += [
+            f"{root}/preprocessed/{f}"
+            for f in ("studies.npz", "studies.csv", "objects.csv")
+        ]
+        files += lowres_timing_summaries(dataset)
+        files += expand(
+            f"{root}/evaluation/{{m}}/{{r}}/summary.json",
+            m=LOWRES["models"],
+            r=LOWRES["runtimes"],
+        )
+        files += expand(
+            f"{root}/predictions/{{m}}/{{r}}/probabilities.npz",
+            m=LOWRES["models"],
+            r=LOWRES["runtimes"],
+        )
+        files += expand(f"{root}/models/{{m}}/history.csv", m=LOWRES["models"])
+        if any(r != "torch" for r in LOWRES["runtimes"]):
+            files += expand(f"{root}/models/{{m}}/openvino", m=LOWRES["models"])
+    return files
+
+
+LOWRES_REPORT_ARGS = (
+    f"--results-dir {LOWRES_RESULTS} --datasets {' '.join(LOWRES['datasets'])}"
+    f" --models {' '.join(LOWRES['models'])} --runtimes {' '.join(LOWRES['runtimes'])}"
+    f" --threads {THREADS} --threads-list {' '.join(map(str, sorted(set(lowres_threads_list()) | {THREADS})))}"
+    f" --seed {SEED} --out-dir {LOWRES_RESULTS}/report"
 )

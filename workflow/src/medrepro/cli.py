@@ -63,6 +63,43 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "medrepro.report.brain_extraction",
         "Table 4, core scaling, qualitative slices, claims, report.md",
     ),
+    # LowRes two-stage segmentation (paper 003)
+    "lowres-luna16-phantoms": (
+        "medrepro.phantoms.chest_ct_cli",
+        "generate synthetic chest CT in the LUNA16 layout (.mhd/.raw, lung masks, annotations.csv)",
+    ),
+    "lowres-metastases-phantoms": (
+        "medrepro.phantoms.brain_mets_cli",
+        "generate synthetic T1 contrast MRI with brain metastases on MNI152 (NIfTI)",
+    ),
+    "lowres-luna16-dataset": (
+        "medrepro.preprocessing.lowres_luna16",
+        "LUNA16 scans: lung mask, crop, HU window [-1000, 300] -> [0, 1], nodule masks, splits",
+    ),
+    "lowres-metastases-dataset": (
+        "medrepro.preprocessing.lowres_metastases",
+        "metastases MRI: LPS, crop to the brain, [0, 1] scaling, lesion masks, splits",
+    ),
+    "lowres-train": (
+        "medrepro.training.lowres",
+        "train one network on 3D patches (LowRes: stage 1, then stage 2 with stage 1 frozen)",
+    ),
+    "lowres-export": (
+        "medrepro.deployment.lowres_export",
+        "OpenVINO IR FP32 and plain NNCF INT8 of a lowres model (both stages for LowRes)",
+    ),
+    "lowres-infer": (
+        "medrepro.tasks.lowres_infer",
+        "whole-volume patched inference of test studies with one runtime, timed per study",
+    ),
+    "lowres-evaluate": (
+        "medrepro.tasks.lowres_evaluate",
+        "object-wise FROC, average recall 0-5 FP per scan, object Dice",
+    ),
+    "lowres-report": (
+        "medrepro.report.lowres",
+        "Tables 1-2, time against recall, diameters, qualitative figure, claims, report.md",
+    ),
     # cerebellum localisation with YOLO (paper 004)
     "us-phantoms": (
         "medrepro.phantoms.fetal_us_cli",

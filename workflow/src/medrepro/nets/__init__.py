@@ -14,8 +14,13 @@ from typing import Any
 from torch import nn
 
 from medrepro.nets.bundle import load_bundle, save_bundle
+from medrepro.nets.deepmedic import DeepMedic
+from medrepro.nets.enet3d import ENet3D
 from medrepro.nets.hourglass import StackedHourglass3D
+from medrepro.nets.lowres import LowRes
+from medrepro.nets.mobilenetv2_3d import MobileNetV2UNet3D
 from medrepro.nets.resunet import ResUNet3D
+from medrepro.nets.unet3d import UNet3D
 from medrepro.nets.vgg_regressor import VGGRegressor3D
 from medrepro.nets.yolo import TinyYOLOv1, YOLOv1
 
@@ -30,6 +35,11 @@ __all__ = [
     "VGGRegressor3D",
     "YOLOv1",
     "TinyYOLOv1",
+    "UNet3D",
+    "DeepMedic",
+    "LowRes",
+    "MobileNetV2UNet3D",
+    "ENet3D",
 ]
 
 #: architecture name (as written in configs and bundles) -> class
@@ -39,6 +49,11 @@ MODELS: dict[str, type[nn.Module]] = {
     "resunet": ResUNet3D,
     "yolov1": YOLOv1,
     "tiny_yolov1": TinyYOLOv1,
+    "unet3d": UNet3D,
+    "deepmedic": DeepMedic,
+    "lowres": LowRes,
+    "mobilenetv2": MobileNetV2UNet3D,
+    "enet": ENet3D,
 }
 
 

@@ -22,7 +22,7 @@ from medrepro.io.atomic import atomic_path
 
 __all__ = ["OUTPUT_KINDS", "save_bundle", "load_bundle"]
 
-OUTPUT_KINDS = ("coordinates", "heatmaps", "probabilities", "yolo")
+OUTPUT_KINDS = ("coordinates", "heatmaps", "probabilities", "yolo", "logits")
 
 
 def save_bundle(

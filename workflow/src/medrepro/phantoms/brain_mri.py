@@ -376,6 +376,8 @@ def _tumour_fractions(
     rho = np.linalg.norm(q, axis=-1)
     grad = np.linalg.norm(q / tumour.radii_mm, axis=-1)
     sd = (rho - 1.0) * rho / np.maximum(grad, 1e-6)  # first-order signed distance (mm)
+    # At the centre itself (rho = 0) the first-order form gives 0: the distance is -radius there.
+    sd = np.where(rho < 1e-6, -float(np.min(tumour.radii_mm)), sd)
     direction = offset / np.maximum(np.linalg.norm(offset, axis=-1, keepdims=True), 1e-6)
     reach_oedema = tumour.oedema_mm * (1.0 + tumour.oedema_skew * (direction @ tumour.oedema_axis))
     core = _occupancy(sd, 0.0, w)

@@ -1,19 +1,13 @@
-"""Array transforms shared by the tasks.
+"""Array transforms shared by the tasks, one module per concern (imported on use, so that an
+OpenVINO-only process does not pull in torch):
 
 - :mod:`medrepro.transforms.heatmaps`: Gaussian heatmap targets for landmarks and sub-voxel
   decoding of (predicted) heatmaps back to input voxel coordinates.
+- :mod:`medrepro.transforms.postprocess`: binary mask post-processing (brain extraction).
+- :mod:`medrepro.transforms.yolo_boxes`, :mod:`medrepro.transforms.yolo_grid`: YOLO boxes and grids.
+- :mod:`medrepro.transforms.patch_sampling`: training patches centred on objects or anywhere.
+- :mod:`medrepro.transforms.patches`: whole-volume inference by overlapping patches.
+- :mod:`medrepro.transforms.lowres_components`: LowRes stage-1 components and the two-stage assembly.
 
-Arrays follow ``docs/architecture.md``: batches ``(N, C, X, Y, Z)``, landmark coordinates
-``(N, K, 3)`` continuous voxel indices ``(x, y, z)`` with voxel centres at integers.
+Arrays follow ``docs/architecture.md``.
 """
-
-from __future__ import annotations
-
-from medrepro.transforms.heatmaps import (
-    decode_heatmaps,
-    gaussian_heatmaps,
-    heatmap_to_input,
-    input_to_heatmap,
-)
-
-__all__ = ["decode_heatmaps", "gaussian_heatmaps", "heatmap_to_input", "input_to_heatmap"]
