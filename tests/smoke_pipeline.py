@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -35,3 +36,13 @@ def smoke_workdir(tmp_path_factory: pytest.TempPathFactory, name: str, target: s
     shutil.copy(REPO / "config.yaml", workdir / "config.yaml")
     snakemake(workdir, target)
     return workdir
+
+
+def report_files(workdir: Path, target: str) -> set[str]:
+    """Build Snakemake's self-contained report of ``target`` (a zip) in ``workdir``; the names of
+    the result files it holds (figures and tables, without their folders)."""
+    snakemake(workdir, target, "--report", "report.zip")
+    with zipfile.ZipFile(workdir / "report.zip") as archive:
+        names = archive.namelist()
+    assert any(n.endswith("report.html") for n in names), names[:10]
+    return {Path(n).name for n in names if "/data/raw/" in n}

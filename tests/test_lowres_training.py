@@ -280,3 +280,27 @@ def test_missing_container_is_an_input_error(tmp_path: Path) -> None:
     _, table = _write_container(tmp_path)
     with pytest.raises(InputError, match="file not found"):
         lowres.main(_argv(tmp_path / "nope.npz", table, tmp_path / "m", "tiny_same"))
+
+
+def test_output_prior_sets_the_logit_bias_of_every_network() -> None:
+    """After init_output_prior(p) a zero input gives logits whose mean sigmoid is near p for
+    the networks whose last layer has a bias (the BN output layers give exactly logit(p))."""
+    import math
+
+    from medrepro.nets import build_model
+    from medrepro.training.lowres import init_output_prior
+
+    for arch, kwargs in [
+        ("unet3d", {"base_channels": 4}),
+        ("deepmedic", {"widths": [4, 6, 6, 8], "head": 16}),
+        ("mobilenetv2", {"width_mult": 0.25}),
+        ("enet", {"width_mult": 0.25}),
+        ("lowres", {"n_features": 4}),
+    ]:
+        model = build_model(arch, **kwargs)
+        names = init_output_prior(model, 0.01)
+        assert len(names) == 1, (arch, names)
+        bias = dict(model.named_parameters())[names[0]]
+        assert math.isclose(float(torch.sigmoid(bias)), 0.01, rel_tol=1e-5), arch
+    with pytest.raises(ValueError, match="prior"):
+        init_output_prior(build_model("unet3d", base_channels=4), 1.0)

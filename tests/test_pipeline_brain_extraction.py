@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import SimpleITK as sitk
-from smoke_pipeline import smoke_workdir, snakemake
+from smoke_pipeline import report_files, smoke_workdir, snakemake
 
 RESULTS = Path("results/brain_extraction")
 CONFIGS = {
@@ -108,3 +108,13 @@ def test_figures_rerender_without_retraining(smoke_run: Path) -> None:
     assert (smoke_run / RESULTS / "report.md").exists()
     assert model.stat().st_mtime_ns == before
     assert "train_model" not in result.stdout + result.stderr
+
+
+@pytest.mark.integration
+def test_html_report_holds_every_figure_and_table(smoke_run: Path) -> None:
+    """`snakemake --report` (a self-contained zip) holds each figure, table and the claims."""
+    res = smoke_run / "results/brain_extraction"
+    expected = {p.name for p in (res / "figures").glob("*.png")}
+    expected |= {p.name for p in (res / "tables").glob("*.csv")} | {"claims.csv"}
+    assert len(expected) >= 8
+    assert expected <= report_files(smoke_run, "brain_extraction")

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from smoke_pipeline import smoke_workdir, snakemake
+from smoke_pipeline import report_files, smoke_workdir, snakemake
 
 RESULTS = Path("results/lowres")
 DATASETS = ["luna16", "metastases"]
@@ -99,3 +99,13 @@ def test_report_claims_and_tables(smoke_run: Path) -> None:
 def test_rerun_is_a_no_op(smoke_run: Path) -> None:
     result = snakemake(smoke_run, "lowres", "-n")
     assert "Nothing to be done" in result.stdout + result.stderr
+
+
+@pytest.mark.integration
+def test_html_report_holds_every_figure_and_table(smoke_run: Path) -> None:
+    """`snakemake --report` (a self-contained zip) holds each figure, table and the claims."""
+    res = smoke_run / "results/lowres/report"
+    expected = {p.name for p in (res / "figures").glob("*.png")}
+    expected |= {p.name for p in (res / "tables").glob("*.csv")} | {"claims.csv"}
+    assert len(expected) >= 8
+    assert expected <= report_files(smoke_run, "lowres")

@@ -163,19 +163,29 @@ rule brain_report:
         native=brain_native_dirs,
     output:
         report=f"{BRAIN_RESULTS}/report.md",
-        claims=f"{BRAIN_RESULTS}/claims.csv",
+        claims=report(
+            f"{BRAIN_RESULTS}/claims.csv",
+            caption="../report/brain_extraction_claims.rst",
+            category="brain_extraction",
+            labels={"paper": "brain_extraction", "table": "claims"},
+        ),
         provenance=f"{BRAIN_RESULTS}/provenance.json",
-        tables=expand(
-            f"{BRAIN_RESULTS}/tables/{{t}}.csv",
-            t=[
+        tables=[
+            report(
+                f"{BRAIN_RESULTS}/tables/{name}.csv",
+                caption=f"../report/brain_extraction_table_{name}.rst",
+                category="brain_extraction",
+                labels={"paper": "brain_extraction", "table": name},
+            )
+            for name in [
                 "table4_summary",
                 "routes",
                 "quantization",
                 "core_scaling",
                 "qc",
                 "per_modality",
-            ],
-        ),
+            ]
+        ],
         figures=[
             report(
                 f"{BRAIN_RESULTS}/figures/{name}.png",

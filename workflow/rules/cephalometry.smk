@@ -99,19 +99,29 @@ rule ceph_report:
         ceph_report_inputs(),
     output:
         report=f"{CEPH_RESULTS}/report.md",
-        claims=f"{CEPH_RESULTS}/claims.csv",
+        claims=report(
+            f"{CEPH_RESULTS}/claims.csv",
+            caption="../report/cephalometry_claims.rst",
+            category="cephalometry",
+            labels={"paper": "cephalometry", "table": "claims"},
+        ),
         provenance=f"{CEPH_RESULTS}/provenance.json",
-        tables=expand(
-            f"{CEPH_RESULTS}/tables/{{t}}.csv",
-            t=[
+        tables=[
+            report(
+                f"{CEPH_RESULTS}/tables/{name}.csv",
+                caption=f"../report/cephalometry_table_{name}.rst",
+                category="cephalometry",
+                labels={"paper": "cephalometry", "table": name},
+            )
+            for name in [
                 "table1_rmse",
                 "table2_sdr",
                 "table3_5_speed",
                 "table4_6_batch",
                 "deployment",
                 "perf_counters",
-            ],
-        ),
+            ]
+        ],
         figures=[
             report(
                 f"{CEPH_RESULTS}/figures/{name}.png",

@@ -206,18 +206,28 @@ rule yolo_report:
         yolo_report_inputs(),
     output:
         report=f"{YOLO_RESULTS}/report.md",
-        claims=f"{YOLO_RESULTS}/claims.csv",
+        claims=report(
+            f"{YOLO_RESULTS}/claims.csv",
+            caption="../report/cerebellum_yolo_claims.rst",
+            category="cerebellum_yolo",
+            labels={"paper": "cerebellum_yolo", "table": "claims"},
+        ),
         provenance=f"{YOLO_RESULTS}/provenance.json",
-        tables=expand(
-            f"{YOLO_RESULTS}/tables/{{t}}.csv",
-            t=[
+        tables=[
+            report(
+                f"{YOLO_RESULTS}/tables/{name}.csv",
+                caption=f"../report/cerebellum_yolo_table_{name}.rst",
+                category="cerebellum_yolo",
+                labels={"paper": "cerebellum_yolo", "table": name},
+            )
+            for name in [
                 "table1_yolo_best",
                 "table2_tiny_grid",
                 "transfer",
                 "deployment",
                 "annotations",
-            ],
-        ),
+            ]
+        ],
         figures=[
             report(
                 f"{YOLO_RESULTS}/figures/{name}.png",

@@ -390,7 +390,8 @@ def lowres_ir(wildcards):
 
 
 def lowres_timing_summaries(dataset):
-    """Every timing summary of a dataset: `threads` from the prediction run, others timed alone."""
+    """Every timing summary of a dataset: `threads` from the prediction run; the other thread
+    counts (PyTorch only, as the paper) each timed in a run of its own."""
     files = []
     for model in LOWRES["models"]:
         for runtime in LOWRES["runtimes"]:
@@ -400,7 +401,7 @@ def lowres_timing_summaries(dataset):
             files += [
                 f"{LOWRES_RESULTS}/{dataset}/timing/{model}/{runtime}_t{t}/summary.json"
                 for t in lowres_threads_list()
-                if t != THREADS
+                if t != THREADS and runtime == "torch"
             ]
     return files
 

@@ -138,6 +138,11 @@ rule lowres_train:
             else ""
         ),
         t=LOWRES["training"],
+        prior=(
+            f" --output-prior {LOWRES['training']['output_prior']}"
+            if LOWRES["training"]["output_prior"]
+            else ""
+        ),
         seed=SEED,
         out_dir=lambda wc, output: os.path.dirname(output.bundle),
     shell:
@@ -146,7 +151,7 @@ rule lowres_train:
         " --iterations {params.iterations}{params.stages}"
         " --batch-size {params.a[batch_size]} --patch {params.a[patch]}"
         " --object-prob {params.a[object_prob]} --lr {params.t[lr]}"
-        " --lr-final {params.t[lr_final]} --final-fraction {params.t[final_fraction]}"
+        " --lr-final {params.t[lr_final]} --final-fraction {params.t[final_fraction]}{params.prior}"
         " --seed {params.seed} --threads {threads} --out-dir {params.out_dir} > {log} 2>&1"
 
 
@@ -289,7 +294,12 @@ rule lowres_report:
         lowres_report_inputs(),
     output:
         report=f"{LOWRES_RESULTS}/report/report.md",
-        claims=f"{LOWRES_RESULTS}/report/claims.csv",
+        claims=report(
+            f"{LOWRES_RESULTS}/report/claims.csv",
+            caption="../report/lowres_claims.rst",
+            category="lowres",
+            labels={"paper": "lowres", "table": "claims"},
+        ),
         provenance=f"{LOWRES_RESULTS}/report/provenance.json",
         tables=[
             report(
@@ -299,6 +309,15 @@ rule lowres_report:
                 labels={"paper": "lowres", "table": name},
             )
             for name in ["table1_luna16", "table2_metastases"]
+        ]
+        + [
+            report(
+                f"{LOWRES_RESULTS}/report/tables/{name}.csv",
+                caption=f"../report/lowres_table_{name}.rst",
+                category="lowres",
+                labels={"paper": "lowres", "table": name},
+            )
+            for name in ["timing", "quality", "speedups"]
         ],
         figures=[
             report(

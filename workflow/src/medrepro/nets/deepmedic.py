@@ -28,7 +28,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from medrepro.nets.unet3d import PostActivation3d, PreActivation3d, ResBlock3d, check_sides
+from medrepro.nets.shapes import check_sides
+from medrepro.nets.unet3d import PostActivation3d, PreActivation3d, ResBlock3d
 
 __all__ = ["DeepMedic", "DeepMedicPathway"]
 

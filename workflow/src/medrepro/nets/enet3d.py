@@ -41,7 +41,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from medrepro.nets.unet3d import check_sides
+from medrepro.nets.shapes import SameShapeContract, check_sides
 
 __all__ = [
     "DIVISOR",
@@ -270,7 +270,7 @@ def _stage23(channels: int, dropout: float, kernel: int) -> list[nn.Module]:
     ]
 
 
-class ENet3D(nn.Module):
+class ENet3D(SameShapeContract, nn.Module):
     """3D E-Net: ``(N, C_in, D, H, W)`` in [0, 1] -> logits ``(N, C_out, D, H, W)``.
 
     Args:
@@ -291,8 +291,6 @@ class ENet3D(nn.Module):
             multiple of 8.
     """
 
-    #: voxels lost per side (padded convs: none)
-    margin = 0
     #: output (= input) sides must be multiples of this (voxels)
     divisor = DIVISOR
 
@@ -327,16 +325,6 @@ class ENet3D(nn.Module):
         self.up5 = UpsamplingBottleneck3d(c1, c0, dropout, unpool=unpool)
         self.stage5 = RegularBottleneck3d(c0, dropout=dropout)
         self.fullconv = nn.ConvTranspose3d(c0, out_channels, 2, stride=2)
-
-    def output_shape(self, input_shape: Sequence[int]) -> tuple[int, ...]:
-        """Spatial output shape (voxels) for a spatial input shape: the same."""
-        check_sides(tuple(input_shape), self.divisor, "ENet3D input")
-        return tuple(int(s) for s in input_shape)
-
-    def input_shape_for(self, output_shape: Sequence[int]) -> tuple[int, ...]:
-        """Spatial input shape (voxels) that yields ``output_shape``: the same."""
-        check_sides(tuple(output_shape), self.divisor, "ENet3D output")
-        return tuple(int(s) for s in output_shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not torch.jit.is_tracing():

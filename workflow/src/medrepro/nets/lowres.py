@@ -37,7 +37,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from medrepro.nets.unet3d import PreActivation3d, ResBlock3d, check_sides
+from medrepro.nets.shapes import SameShapeContract, check_sides
+from medrepro.nets.unet3d import PreActivation3d, ResBlock3d
 
 __all__ = [
     "SCALE",
@@ -92,7 +93,6 @@ class LowResStage1(nn.Module):
     """
 
     divisor = SCALE
-    margin = 0
 
     def __init__(self, n_features: int = 16, in_channels: int = 1, out_channels: int = 1) -> None:
         super().__init__()
@@ -149,7 +149,6 @@ class LowResDetail(nn.Module):
     """
 
     divisor = SCALE
-    margin = 0
 
     def __init__(
         self,
@@ -202,7 +201,7 @@ def _check_crops(x: torch.Tensor, f2: torch.Tensor, f4: torch.Tensor, f8: torch.
             )
 
 
-class LowRes(nn.Module):
+class LowRes(SameShapeContract, nn.Module):
     """Both stages: ``(N, 1, D, H, W)`` -> ``(logits8 (N, 1, D/8, ...), logits (N, 1, D, ...))``.
 
     ``forward`` runs the detail stage on the whole input (training); whole-volume inference
@@ -216,7 +215,6 @@ class LowRes(nn.Module):
     """
 
     divisor = SCALE
-    margin = 0
 
     def __init__(
         self,
@@ -229,16 +227,6 @@ class LowRes(nn.Module):
         self.stage1 = LowResStage1(n_features, in_channels, out_channels)
         self.stage2 = LowResDetail(n_features, in_channels, out_channels, align_corners)
         self.stage1_frozen = False
-
-    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
-        """Spatial shape (voxels) of the full-resolution output: the input's."""
-        check_sides(tuple(input_shape), SCALE, "LowRes input")
-        return tuple(int(s) for s in input_shape)
-
-    def input_shape_for(self, output_shape: tuple[int, ...]) -> tuple[int, ...]:
-        """Spatial input shape (voxels) for a full-resolution output: the same."""
-        check_sides(tuple(output_shape), SCALE, "LowRes output")
-        return tuple(int(s) for s in output_shape)
 
     def train(self, mode: bool = True) -> LowRes:
         """Set train/eval mode; a frozen stage 1 stays in eval mode (fixed BN statistics)."""

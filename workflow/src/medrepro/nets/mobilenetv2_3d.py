@@ -28,13 +28,11 @@ stages).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 from torch import nn
 
 from medrepro.nets.blocks import Upsample3d
-from medrepro.nets.unet3d import check_sides
+from medrepro.nets.shapes import SameShapeContract, check_sides
 
 __all__ = [
     "DIVISOR",
@@ -174,7 +172,7 @@ class UpBlock3d(nn.Module):
         return self.conv2(self.conv1(torch.cat([self.up(x), skip], dim=1)))
 
 
-class MobileNetV2UNet3D(nn.Module):
+class MobileNetV2UNet3D(SameShapeContract, nn.Module):
     """3D MobileNetV2 U-Net: ``(N, C_in, D, H, W)`` in [0, 1] -> logits ``(N, C_out, D, H, W)``.
 
     Args:
@@ -191,8 +189,6 @@ class MobileNetV2UNet3D(nn.Module):
     Sides must be multiples of :attr:`divisor` = 32 (voxels); ``margin`` = 0.
     """
 
-    #: voxels lost per side (padded convs: none)
-    margin = 0
     #: output (= input) sides must be multiples of this (voxels)
     divisor = DIVISOR
 
@@ -228,16 +224,6 @@ class MobileNetV2UNet3D(nn.Module):
             elif isinstance(m, nn.BatchNorm3d):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
-
-    def output_shape(self, input_shape: Sequence[int]) -> tuple[int, ...]:
-        """Spatial output shape (voxels) for a spatial input shape: the same."""
-        check_sides(tuple(input_shape), self.divisor, "MobileNetV2UNet3D input")
-        return tuple(int(s) for s in input_shape)
-
-    def input_shape_for(self, output_shape: Sequence[int]) -> tuple[int, ...]:
-        """Spatial input shape (voxels) that yields ``output_shape``: the same."""
-        check_sides(tuple(output_shape), self.divisor, "MobileNetV2UNet3D output")
-        return tuple(int(s) for s in output_shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not torch.jit.is_tracing():

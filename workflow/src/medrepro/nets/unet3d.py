@@ -29,6 +29,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from medrepro.nets.shapes import SameShapeContract, check_sides
+
 __all__ = [
     "PreActivation3d",
     "PostActivation3d",
@@ -109,16 +111,6 @@ class ResBlock3d(nn.Module):
         return self.path(x) + skip
 
 
-def check_sides(shape: tuple[int, ...], divisor: int, name: str, minimum: int = 1) -> None:
-    """Raise ``ValueError`` unless every side of ``shape`` is ``>= minimum`` and divisible."""
-    bad = [int(s) for s in shape if int(s) % divisor or int(s) < minimum]
-    if bad:
-        raise ValueError(
-            f"{name}: spatial sides must be multiples of {divisor} and >= {minimum}, "
-            f"got {tuple(int(s) for s in shape)}"
-        )
-
-
 class _Down(nn.Sequential):
     """``MaxPool3d(2) -> PreAct(c, c, 3, bias=False) -> PreAct(c, 2c, 3)``: ``(N, c, S) -> (N, 2c, S/2)``."""
 
@@ -143,7 +135,7 @@ class _Up(nn.Module):
         return self.conv2(self.conv1(torch.cat([self.up(x), skip], dim=1)))
 
 
-class UNet3D(nn.Module):
+class UNet3D(SameShapeContract, nn.Module):
     """LowRes-paper 3D U-Net: ``(N, 1, D, H, W)`` in [0, 1] -> logits ``(N, 1, D, H, W)``.
 
     Args:
@@ -157,9 +149,6 @@ class UNet3D(nn.Module):
         ValueError: ``depth < 1`` or ``base_channels < 1``; in ``forward``, a side that is not a
             multiple of :attr:`divisor`.
     """
-
-    #: voxels lost per side (padded convs: none)
-    margin = 0
 
     def __init__(
         self,
@@ -186,16 +175,6 @@ class UNet3D(nn.Module):
             PreActivation3d(2 * b, out_channels, 1, padding=0, bias=False),
             nn.BatchNorm3d(out_channels),
         )
-
-    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
-        """Spatial output shape (voxels) for a spatial input shape: the same."""
-        check_sides(tuple(input_shape), self.divisor, "UNet3D input")
-        return tuple(int(s) for s in input_shape)
-
-    def input_shape_for(self, output_shape: tuple[int, ...]) -> tuple[int, ...]:
-        """Spatial input shape (voxels) that yields ``output_shape``: the same."""
-        check_sides(tuple(output_shape), self.divisor, "UNet3D output")
-        return tuple(int(s) for s in output_shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not torch.jit.is_tracing():

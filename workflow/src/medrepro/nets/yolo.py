@@ -151,8 +151,10 @@ class GridPool2d(nn.Module):
         s = self.size
         if h % s == 0 and w % s == 0:
             return F.adaptive_avg_pool2d(x, s)
-        ph = torch.from_numpy(_pool_matrix(h, s)).to(x.dtype)
-        pw_t = torch.from_numpy(np.ascontiguousarray(_pool_matrix(w, s).T)).to(x.dtype)
+        ph = torch.from_numpy(_pool_matrix(h, s)).to(device=x.device, dtype=x.dtype)
+        pw_t = torch.from_numpy(np.ascontiguousarray(_pool_matrix(w, s).T)).to(
+            device=x.device, dtype=x.dtype
+        )
         return torch.matmul(torch.matmul(ph, x), pw_t)
 
     def extra_repr(self) -> str:

@@ -55,21 +55,19 @@ from medrepro.phantoms.brain_mri import (
     DeformationParams,
     ShellParams,
     TumourParams,
+    array_image,
+    bias_field,
+    brain_centre,
     canvas_grid,
     deformation_transform,
     head_tissues,
     modality_values,
+    occupancy,
+    scanner_to_head,
     shell_intensity,
     smoothed_template,
+    tumour_fractions,
 )
-
-# Private helpers of brain_mri reused as they are (the lead may make them public).
-from medrepro.phantoms.brain_mri import _array_image as array_image
-from medrepro.phantoms.brain_mri import _bias as bias_field
-from medrepro.phantoms.brain_mri import _brain_centre as brain_centre
-from medrepro.phantoms.brain_mri import _occupancy as occupancy
-from medrepro.phantoms.brain_mri import _scanner_to_head as scanner_to_head
-from medrepro.phantoms.brain_mri import _tumour_fractions as tumour_fractions
 from medrepro.preprocessing.geometry import Grid, grid_from_centre, index_to_mm, mm_to_index
 from medrepro.preprocessing.resampling import resample_onto
 

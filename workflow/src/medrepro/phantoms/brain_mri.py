@@ -70,6 +70,12 @@ __all__ = [
     "SubjectParams",
     "smoothed_template",
     "canvas_grid",
+    "array_image",
+    "bias_field",
+    "brain_centre",
+    "occupancy",
+    "scanner_to_head",
+    "tumour_fractions",
     "deformation_transform",
     "head_tissues",
     "shell_intensity",
@@ -272,7 +278,7 @@ def smoothed_template(spacing_mm: float) -> MNI152:
 
 
 @lru_cache(maxsize=1)
-def _brain_centre() -> np.ndarray:
+def brain_centre() -> np.ndarray:
     """Centre (LPS mm) of the MNI152 brain mask's bounding box."""
     return mask_centre_mm(load_mni152().mask)
 
@@ -317,7 +323,7 @@ def deformation_transform(params: DeformationParams, centre: np.ndarray) -> sitk
     return sitk.DisplacementFieldTransform(img)
 
 
-def _occupancy(sd: np.ndarray, boundary: float, voxel: float) -> np.ndarray:
+def occupancy(sd: np.ndarray, boundary: float, voxel: float) -> np.ndarray:
     """Partial-volume fraction of ``sd < boundary`` for voxels of size ``voxel`` (mm)."""
     return np.clip((boundary - sd) / voxel + 0.5, 0.0, 1.0).astype(np.float32)
 
@@ -339,7 +345,7 @@ def _coarse_distances(brain: sitk.Image, coarse: Grid) -> tuple[np.ndarray, np.n
     return hull_sd, depth
 
 
-def _array_image(arr: np.ndarray, grid: Grid) -> sitk.Image:
+def array_image(arr: np.ndarray, grid: Grid) -> sitk.Image:
     img = sitk.GetImageFromArray(np.ascontiguousarray(arr, dtype=np.float32))
     img.SetOrigin([float(v) for v in grid.origin])
     img.SetSpacing([float(v) for v in grid.spacing])
@@ -357,7 +363,7 @@ def _tumour_centre(depth: np.ndarray, coarse: Grid, tumour: TumourParams) -> np.
     return index_to_mm(coarse, pick[::-1].astype(np.float64))
 
 
-def _tumour_fractions(
+def tumour_fractions(
     grid: Grid, centre: np.ndarray, tumour: TumourParams
 ) -> tuple[tuple[slice, ...], np.ndarray, np.ndarray, np.ndarray]:
     """Core, necrosis and oedema-envelope fractions in a sub-block of ``grid`` (``(Z, Y, X)``)."""
@@ -380,9 +386,9 @@ def _tumour_fractions(
     sd = np.where(rho < 1e-6, -float(np.min(tumour.radii_mm)), sd)
     direction = offset / np.maximum(np.linalg.norm(offset, axis=-1, keepdims=True), 1e-6)
     reach_oedema = tumour.oedema_mm * (1.0 + tumour.oedema_skew * (direction @ tumour.oedema_axis))
-    core = _occupancy(sd, 0.0, w)
-    necrosis = _occupancy(sd, -tumour.rim_mm, w)
-    envelope = _occupancy(sd - reach_oedema, 0.0, w)
+    core = occupancy(sd, 0.0, w)
+    necrosis = occupancy(sd, -tumour.rim_mm, w)
+    envelope = occupancy(sd - reach_oedema, 0.0, w)
     block = tuple(slice(int(lo[a]), int(hi[a])) for a in (2, 1, 0))
     return block, core, necrosis, envelope
 
@@ -424,16 +430,16 @@ def head_tissues(
     csf = bf - gm - wm
     # distances on a fixed 2 mm grid (the tumour site does not depend on the spacing)
     coarse = canvas_grid(mni, _COARSE_MM)
-    hull_sd, depth = _coarse_distances(_array_image(bf, grid), coarse)
+    hull_sd, depth = _coarse_distances(array_image(bf, grid), coarse)
     sd = sitk.GetArrayFromImage(
-        resample_onto(_array_image(hull_sd, coarse), grid, antialias=False, default_value=1e3)
+        resample_onto(array_image(hull_sd, coarse), grid, antialias=False, default_value=1e3)
     )
     out: dict[str, np.ndarray] = {k: np.zeros_like(bf) for k in ("necrosis", "rim", "oedema")}
     brain = bf.copy()
     centre = np.full(3, np.nan)
     if tumour is not None:
         centre = _tumour_centre(depth, coarse, tumour)
-        block, core, necrosis, envelope = _tumour_fractions(grid, centre, tumour)
+        block, core, necrosis, envelope = tumour_fractions(grid, centre, tumour)
         oed = np.clip(envelope - core, 0.0, 1.0)
         g, wmb, cb = gm[block], wm[block], csf[block]
         # oedema replaces all WM, 60 % of GM and 20 % of CSF in its zone; the core replaces all
@@ -452,7 +458,7 @@ def head_tissues(
     bound, previous = 0.0, np.zeros_like(bf)
     for tissue, thickness in shells.layers():
         bound += thickness
-        occ = _occupancy(sd, bound, w)
+        occ = occupancy(sd, bound, w)
         out["csf_out" if tissue == "csf" else tissue] += (occ - previous) * outside
         previous = occ
     # superior sagittal sinus: part of the CSF + dura layers near the midline, upper half
@@ -601,7 +607,7 @@ def sample_subject(
     )
 
 
-def _scanner_to_head(
+def scanner_to_head(
     rotation: np.ndarray, translation: np.ndarray, centre: np.ndarray
 ) -> sitk.Transform:
     """Scanner -> head transform for the pose ``p_scanner = R (p_head - c) + t``."""
@@ -618,7 +624,7 @@ def _scanner_grid(spacing_mm: float, thick: int) -> Grid:
     return grid_from_centre(np.zeros(3), np.full(3, spacing_mm), size)
 
 
-def _bias(
+def bias_field(
     shape_zyx: tuple[int, int, int], grid: Grid, coeffs: np.ndarray, lo: float, hi: float
 ) -> np.ndarray:
     """Smooth multiplicative field in ``[lo, hi]``: exp of a quadratic in mm/100 (``(Z, Y, X)``)."""
@@ -675,7 +681,7 @@ def render_subject(
     w = float(spacing_mm)
     mni = smoothed_template(w)
     grid = canvas_grid(mni, w)
-    centre = _brain_centre()
+    centre = brain_centre()
     warp = deformation_transform(params.deformation, centre)
     tissues = head_tissues(
         mni, grid, params.shells, deformation=warp, tumour=params.tumour, antialias=False
@@ -685,14 +691,14 @@ def render_subject(
     for modality in MODALITIES:
         thick = params.thick_factor if modality in ("t2", "flair") else 1
         scanner = _scanner_grid(w, thick)
-        to_head = _scanner_to_head(
+        to_head = scanner_to_head(
             params.rotation[modality], params.translation_mm[modality], centre
         )
-        canvas_img = _array_image(_intensity(tissues, params.values[modality]), grid)
+        canvas_img = array_image(_intensity(tissues, params.values[modality]), grid)
         img = _acquire(canvas_img, to_head, scanner, thick)
         arr = sitk.GetArrayFromImage(img)
         lo, hi = params.bias_range
-        arr *= _bias(arr.shape, Grid.of(img), params.bias_coefficients[modality], lo, hi)
+        arr *= bias_field(arr.shape, Grid.of(img), params.bias_coefficients[modality], lo, hi)
         sigma = np.float32(params.noise_fraction * params.values[modality]["wm"])
         real = arr + sigma * rng.standard_normal(arr.shape, dtype=np.float32)
         imag = sigma * rng.standard_normal(arr.shape, dtype=np.float32)
@@ -700,9 +706,9 @@ def render_subject(
         out = sitk.GetImageFromArray(arr)
         out.CopyInformation(img)
         images[modality] = sitk.DICOMOrient(out, params.orientation)
-    to_head = _scanner_to_head(params.rotation[REFERENCE], params.translation_mm[REFERENCE], centre)
+    to_head = scanner_to_head(params.rotation[REFERENCE], params.translation_mm[REFERENCE], centre)
     brain = resample_onto(
-        _array_image(tissues["brain"], grid),
+        array_image(tissues["brain"], grid),
         _scanner_grid(w, 1),
         transform=to_head,
         antialias=False,

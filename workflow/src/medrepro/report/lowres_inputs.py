@@ -29,7 +29,9 @@ import pandas as pd
 
 from medrepro.data.lowres_studies import SPLITS, read_objects, read_studies, read_study_arrays
 from medrepro.io.errors import InputError
+from medrepro.metrics.objects import FROC_COLUMNS as METRIC_FROC_COLUMNS
 from medrepro.report.inputs import number, parse_config, read_csv, read_json, require
+from medrepro.tasks.lowres_evaluate import SUMMARY_KEYS
 
 __all__ = [
     "REFERENCE_RUNTIME",
@@ -66,18 +68,8 @@ TIMES_COLUMNS: tuple[str, ...] = ("study_id", "seconds")
 #: numeric keys every timing ``summary.json`` must hold
 TIMING_KEYS: tuple[str, ...] = ("threads", "n_studies", "mean_s")
 #: keys every evaluation ``summary.json`` must have (values may be null when undefined)
-EVAL_KEYS: tuple[str, ...] = (
-    "avg_recall",
-    "avg_recall_sd",
-    "object_dice_mean",
-    "object_dice_sd",
-    "image_dice_mean",
-    "n_studies",
-    "n_objects",
-    "n_found",
-    "fp_per_scan_at_05",
-)
-FROC_COLUMNS: tuple[str, ...] = ("threshold", "fp_per_scan", "recall", "n_tp", "n_fp")
+EVAL_KEYS: tuple[str, ...] = tuple(SUMMARY_KEYS)
+FROC_COLUMNS: tuple[str, ...] = tuple(METRIC_FROC_COLUMNS)
 EVAL_OBJECT_COLUMNS: tuple[str, ...] = (
     "study_id",
     "kind",

@@ -28,6 +28,9 @@ Outputs in ``--out-dir``: ``checkpoints/iter_<k>.pt`` (bundles, written as they 
 split as in the paper) and ``model.pt`` (the best-AP checkpoint, the earlier one on ties).
 Bundles: ``output_kind="yolo"``, ``input_shape [1, 3, I, I]``, ``extra`` with ``S, B, C``,
 ``conf_threshold``, ``iteration`` and ``ap``.
+
+Training and checkpoint evaluation run on :func:`medrepro.training.device.training_device` (CUDA
+when present, else the CPU); bundles hold CPU tensors.
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ from medrepro.metrics.detection import detection_scores
 from medrepro.nets import MODELS, build_model
 from medrepro.nets.bundle import save_bundle
 from medrepro.tasks.cerebellum_yolo import DetectionData, load_detection_split
+from medrepro.training.device import module_device, training_device
 from medrepro.transforms.yolo_grid import decode_top_box, encode_targets
 
 __all__ = [
@@ -310,18 +314,19 @@ def predict_raw(
     """Raw outputs ``(N, S, S, 5B + C)`` float32 of ``model`` in eval mode (no gradients).
 
     Args:
-        model: the detector.
+        model: the detector, on any device (the inputs go there, the outputs come back).
         images: uint8 ``(N, H, W, 3)``, converted with :func:`network_batch`.
         size: network input side (pixels).
         batch_size: images per forward pass.
     """
     was_training = model.training
     model.eval()
+    device = module_device(model)
     outs = []
     with torch.inference_mode():
         for start in range(0, len(images), batch_size):
-            x = network_batch(images[start : start + batch_size], size)
-            outs.append(model(torch.from_numpy(x)).float().numpy())
+            x = torch.from_numpy(network_batch(images[start : start + batch_size], size))
+            outs.append(model(x.to(device)).float().cpu().numpy())
     model.train(was_training)
     return np.concatenate(outs)
 
@@ -418,6 +423,8 @@ def train_detector(
     model = build_model(arch, **settings)
     if init is not None:
         log(f"[yolo-train] {load_features(model, init)} feature tensors from {init}")
+    device = training_device()
+    model.to(device)  # save_bundle below stores the state dict on the CPU
     optimiser = torch.optim.SGD(
         model.parameters(),
         lr=config.lr,
@@ -435,10 +442,11 @@ def train_detector(
         idx = next(batches)
         xb, bb = augment_batch(network_batch(train.images[idx], size), train.boxes[idx], rng, aug)
         target = torch.as_tensor(np.asarray(encode_targets(bb, S, C)), dtype=torch.float32)
+        target = target.to(device)
         for group in optimiser.param_groups:
             group["lr"] = burn_in_lr(config.lr, iteration, config.burn_in)
         optimiser.zero_grad(set_to_none=True)
-        loss = yolo_loss(model(torch.from_numpy(xb)), target, B)
+        loss = yolo_loss(model(torch.from_numpy(xb).to(device)), target, B)
         diverged = not bool(torch.isfinite(loss))
         if diverged:
             # A diverging setting is a result of the experiment grid (the paper's momentum x lr

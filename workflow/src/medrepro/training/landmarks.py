@@ -20,6 +20,7 @@ from medrepro.nets import build_model
 from medrepro.nets.bundle import save_bundle
 from medrepro.nets.vgg_regressor import encode_coordinates
 from medrepro.tasks import get_task
+from medrepro.training.device import module_device, to_device
 from medrepro.training.loop import TrainConfig, fingerprint, fit, seed_everything
 from medrepro.transforms.heatmaps import gaussian_heatmaps
 
@@ -115,8 +116,12 @@ def train_landmarks(
     val_targets = targets(val.extra["landmarks_vox"])
 
     def validate(net: torch.nn.Module) -> tuple[float, float]:
+        device = module_device(net)  # the training device; outputs come back to the CPU
         with torch.inference_mode():
-            outputs = [net(torch.from_numpy(val.inputs[i : i + 1])) for i in range(len(val))]
+            outputs = [
+                to_device(net(torch.from_numpy(val.inputs[i : i + 1]).to(device)), "cpu")
+                for i in range(len(val))
+            ]
         loss = float(
             np.mean([float(loss_fn(o, val_targets[i : i + 1])) for i, o in enumerate(outputs)])
         )

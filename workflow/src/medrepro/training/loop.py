@@ -5,6 +5,10 @@ The loop checkpoints after every epoch (model, optimiser, history, best weights)
 from that checkpoint; with other settings (a different fingerprint) it starts afresh. Batches of
 epoch ``e`` are drawn from a generator seeded by ``(seed, e)``, so a resumed run sees the same
 batches as an uninterrupted one.
+
+Training runs on :func:`medrepro.training.device.training_device` (CUDA when present, else the
+CPU; ``MEDREPRO_DEVICE``). Checkpoints hold CPU tensors and the trained model is returned on the
+CPU, so both load on CPU-only machines.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import torch
 from tqdm import tqdm
 
 from medrepro.io.atomic import atomic_path
+from medrepro.training.device import to_device, training_device
 
 __all__ = ["OPTIMIZERS", "TrainConfig", "seed_everything", "fingerprint", "make_optimizer", "fit"]
 
@@ -89,6 +94,7 @@ def fit(
     config: TrainConfig,
     out_dir: Path,
     settings_hash: str,
+    device: torch.device | str | None = None,
 ) -> tuple[torch.nn.Module, pd.DataFrame]:
     """Train ``model``; return it with the weights of its best validation epoch, and the history.
 
@@ -96,15 +102,21 @@ def fit(
         model: the network, in its initial state.
         batches: given an epoch's generator, yields ``(inputs, targets)`` tensors.
         loss_fn: ``loss_fn(model_output, targets)``, a scalar tensor.
-        validate: ``validate(model) -> (val_loss, val_metric)``; higher metric is better.
+        validate: ``validate(model) -> (val_loss, val_metric)``; higher metric is better. The
+            model is on the training device: ``validate`` moves its inputs there
+            (:func:`~medrepro.training.device.module_device`) and the outputs back.
         config: optimisation settings.
         out_dir: where ``checkpoints/last.pt`` lives.
         settings_hash: fingerprint of everything that defines the run (see :func:`fingerprint`).
+        device: where to train; None: :func:`~medrepro.training.device.training_device`.
 
     Returns:
-        ``(model, history)``; history columns ``epoch, train_loss, val_loss, val_metric, seconds``.
+        ``(model, history)``, the model on the CPU in eval mode; history columns ``epoch,
+        train_loss, val_loss, val_metric, seconds``.
     """
     checkpoint = Path(out_dir) / "checkpoints" / "last.pt"
+    device = training_device() if device is None else torch.device(device)
+    model.to(device)
     optimiser = make_optimizer(model.parameters(), config)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=max(config.epochs, 1))
     history: list[dict[str, float]] = []
@@ -113,8 +125,8 @@ def fit(
     if checkpoint.exists():
         state = torch.load(checkpoint, map_location="cpu", weights_only=False)
         if state.get("settings_hash") == settings_hash:
-            model.load_state_dict(state["model"])
-            optimiser.load_state_dict(state["optimiser"])
+            model.load_state_dict(state["model"])  # copied onto the model's device
+            optimiser.load_state_dict(state["optimiser"])  # moved to its parameters' device
             schedule.load_state_dict(state["schedule"])
             history, best_state, best_metric = (
                 state["history"],
@@ -136,6 +148,7 @@ def fit(
             batches(rng), desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", leave=False
         )
         for inputs, targets in progress:
+            inputs, targets = to_device((inputs, targets), device)
             optimiser.zero_grad(set_to_none=True)
             loss = loss_fn(model(inputs), targets)
             loss.backward()
@@ -159,18 +172,18 @@ def fit(
         state = {
             "settings_hash": settings_hash,
             "config": asdict(config),
-            "model": model.state_dict(),
-            "optimiser": optimiser.state_dict(),
+            "model": to_device(model.state_dict(), "cpu"),
+            "optimiser": to_device(optimiser.state_dict(), "cpu"),
             "schedule": schedule.state_dict(),
             "history": history,
-            "best_state": best_state,
+            "best_state": to_device(best_state, "cpu"),
             "best_metric": best_metric,
         }
         with atomic_path(checkpoint) as tmp:
             torch.save(state, tmp)
 
     model.load_state_dict(best_state)
-    model.eval()
+    model.cpu().eval()
     return model, pd.DataFrame(
         history, columns=["epoch", "train_loss", "val_loss", "val_metric", "seconds"]
     )

@@ -17,7 +17,9 @@ Training studies are sampled with probability proportional to their number of ob
 authors' ``patient_sampling_weights``; ``--study-sampling uniform`` to draw every study alike).
 The run is deterministic for a seed: ``torch.manual_seed`` before the network is built, one
 ``np.random.Generator`` for the patches, another for the fixed validation patches. It is not
-resumable (no checkpoints).
+resumable (no checkpoints). Training and validation run on
+:func:`medrepro.training.device.training_device` (CUDA when present, else the CPU); the bundle
+is written from the model moved back to the CPU.
 
 Outputs (``--out-dir``, written together atomically): ``model.pt`` (a bundle,
 ``output_kind="logits"``, ``input_shape = [1, 1, *training input patch]``) and ``history.csv``
@@ -50,6 +52,7 @@ from medrepro.io.errors import InputError
 from medrepro.losses.segmentation import adaptive_weighted_bce, soft_dice_per_sample
 from medrepro.metrics.segmentation import dice
 from medrepro.nets import build_model, save_bundle
+from medrepro.training.device import module_device, training_device
 from medrepro.transforms.patch_sampling import object_voxels, sample_patch
 
 __all__ = [
@@ -73,6 +76,46 @@ HISTORY_COLUMNS = ["step", "loss", "lr", "seconds", "phase", "val_dice"]
 STAGE1_SCALE = 8
 #: studies read from ``studies.npz`` per call (bounds the float32 copy made by the reader)
 _READ_CHUNK = 8
+
+
+OPTIMIZERS = ("sgd_nesterov", "adam")
+
+
+def make_optimiser(params: Sequence[nn.Parameter], name: str, lr: float) -> torch.optim.Optimizer:
+    """SGD with Nesterov momentum 0.9 (the paper), or Adam (a faster start for short runs)."""
+    if name == "sgd_nesterov":
+        return torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr)
+    raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {name!r}")
+
+
+def init_output_prior(model: nn.Module, prior: float) -> list[str]:
+    """Set the bias of each logit layer (the last one-element bias of the network, or of each
+    LowRes stage that has one) so that the network starts by predicting ``prior`` everywhere.
+
+    With the soft Dice loss and objects of a few dozen voxels in a patch of tens of thousands, a
+    start at p = 0.5 makes sum(p^2) swamp the overlap and the gradient; a small prior (as in
+    RetinaNet's classification head) lets short runs learn. Returns the parameter names set.
+    """
+    if not 0.0 < prior < 1.0:
+        raise ValueError(f"prior must be in (0, 1), got {prior}")
+    parts = (
+        {"stage1.": model.stage1, "stage2.": model.stage2} if is_two_stage(model) else {"": model}
+    )
+    names = []
+    with torch.no_grad():
+        for prefix, part in parts.items():
+            heads = [
+                (name, param)
+                for name, param in part.named_parameters()
+                if name.endswith("bias") and tuple(param.shape) == (1,)
+            ]
+            if heads:
+                name, param = heads[-1]
+                param.fill_(float(np.log(prior / (1.0 - prior))))
+                names.append(prefix + name)
+    return names
 
 
 @dataclass(frozen=True)
@@ -101,6 +144,8 @@ class LowResTrainConfig:
     val_every: int = 0
     val_patches: int = 8
     log_every: int = 10
+    optimizer: str = "sgd_nesterov"
+    output_prior: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("iterations", "batch_size", "patch", "log_every"):
@@ -292,17 +337,21 @@ def phase_loss(
 def _val_dice(
     model: nn.Module, phase: str, batches: Sequence[tuple[torch.Tensor, torch.Tensor]]
 ) -> float:
-    """Dice of ``sigmoid(logits) > 0.5`` over all validation patches pooled (1 if both empty)."""
+    """Dice of ``sigmoid(logits) > 0.5`` over all validation patches pooled (1 if both empty).
+
+    The patches (CPU tensors) go to the model's device; the Dice is computed on the CPU.
+    """
     if not batches:
         return float("nan")
     was_training = model.training
     model.eval()
+    device = module_device(model)
     preds, targets = [], []
     with torch.inference_mode():
         for x, y in batches:
-            _, logits, target = phase_loss(model, phase, x, y)
-            preds.append((logits > 0).numpy().ravel())  # sigmoid > 0.5 <=> logit > 0
-            targets.append(target.numpy().ravel() > 0.5)
+            _, logits, target = phase_loss(model, phase, x.to(device), y.to(device))
+            preds.append((logits > 0).cpu().numpy().ravel())  # sigmoid > 0.5 <=> logit > 0
+            targets.append(target.cpu().numpy().ravel() > 0.5)
     model.train(was_training)
     return dice(np.concatenate(preds), np.concatenate(targets))
 
@@ -334,12 +383,13 @@ def _run_phase(
     rng: np.random.Generator,
     log: Callable[[dict[str, Any]], None],
 ) -> None:
-    """Train ``model`` for one phase; ``log`` receives one history row per block."""
+    """Train ``model`` for one phase on its device; ``log`` receives one history row per block."""
+    device = module_device(model)
     part = _trainable_part(model, phase)
     if phase == "stage2":
         _freeze_stage1(model)
     params = [p for p in part.parameters() if p.requires_grad]
-    optimiser = torch.optim.SGD(params, lr=config.lr, momentum=0.9, nesterov=True)
+    optimiser = make_optimiser(params, config.optimizer, config.lr)
     val_rng = np.random.default_rng([config.seed, 1, PHASES.index(phase)])
     val_batches = []
     if val_source is not None and config.val_every > 0 and config.val_patches > 0:
@@ -360,6 +410,7 @@ def _run_phase(
         x, y = source.batch(
             rng, config.batch_size, *shapes, object_prob=object_prob, jitter=config.jitter
         )
+        x, y = x.to(device), y.to(device)
         optimiser.zero_grad(set_to_none=True)
         loss, _, _ = phase_loss(model, phase, x, y)
         if not torch.isfinite(loss):
@@ -417,11 +468,16 @@ def train_lowres_model(
     )
     torch.manual_seed(config.seed)
     model = build_model(arch, **model_kwargs)
+    if config.output_prior is not None:
+        print(
+            f"output prior {config.output_prior}: {init_output_prior(model, config.output_prior)}"
+        )
     try:
         shapes = patch_shapes(model, config.patch)
     except ValueError as err:
         raise ValueError(f"{arch}: {err}") from None
     rng = np.random.default_rng([config.seed, 0])
+    model.to(training_device())
     rows: list[dict[str, Any]] = []
 
     def log(row: dict[str, Any]) -> None:
@@ -454,7 +510,7 @@ def train_lowres_model(
             rng=rng,
             log=log,
         )
-    model.eval()
+    model.cpu().eval()  # the bundle loads on CPU-only machines
     history = pd.DataFrame(rows, columns=HISTORY_COLUMNS)
     extra = {
         "patch": config.patch,
@@ -494,6 +550,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, default=1e-2)
     parser.add_argument("--lr-final", type=float, default=1e-3)
     parser.add_argument("--final-fraction", type=float, default=0.2)
+    parser.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd_nesterov")
+    parser.add_argument(
+        "--output-prior", type=float, default=None, help="initial foreground probability"
+    )
     parser.add_argument("--stage1-iterations", type=int, default=None)
     parser.add_argument("--stage2-iterations", type=int, default=None)
     parser.add_argument("--stage2-object-prob", type=float, default=None)
@@ -531,6 +591,8 @@ def main(argv: list[str] | None = None) -> int:
             val_every=args.val_every,
             val_patches=args.val_patches,
             log_every=args.log_every,
+            optimizer=args.optimizer,
+            output_prior=args.output_prior,
         )
     except ValueError as err:
         parser.error(str(err))

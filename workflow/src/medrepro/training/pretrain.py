@@ -14,7 +14,8 @@ textures, colour), not ImageNet's semantics: the report states the substitution,
 Output: a bundle of the **full detector** (``build_model(arch, **kwargs)``; the head keeps its
 random initialisation, ``yolo-train --init`` loads only ``features.*``), ``output_kind="yolo"``,
 ``extra`` with ``S, B, C`` and the stand-in's description, and ``history.csv``
-(``iteration, loss, accuracy``, accuracy on the training batch). Deterministic given ``--seed``.
+(``iteration, loss, accuracy``, accuracy on the training batch). Deterministic given ``--seed``
+on the CPU; trains on CUDA when present (:func:`medrepro.training.device.training_device`).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from medrepro.io.atomic import write_csv
 from medrepro.nets import MODELS, build_model
 from medrepro.nets.bundle import save_bundle
 from medrepro.training.detection import model_settings, parse_model_kwargs
+from medrepro.training.device import training_device
 
 __all__ = [
     "CLASSES",
@@ -180,9 +182,9 @@ def pretrain(
     """Pre-train the ``features`` of ``arch`` on the stand-in task.
 
     Returns:
-        ``(detector, settings, history)``: the full detector (pre-trained ``features``, head
-        as initialised), its constructor settings (defaults + ``model_kwargs``) and the
-        history (:data:`HISTORY_COLUMNS`).
+        ``(detector, settings, history)``: the full detector on the CPU (pre-trained
+        ``features``, head as initialised), its constructor settings (defaults +
+        ``model_kwargs``) and the history (:data:`HISTORY_COLUMNS`).
     """
     if iterations < 1 or batch_size < 1:
         raise ValueError(f"need iterations and batch_size >= 1, got {iterations}, {batch_size}")
@@ -191,6 +193,8 @@ def pretrain(
     torch.manual_seed(seed)
     detector = build_model(arch, **settings)
     net = Classifier(detector.features, feature_channels(detector.features, size), len(CLASSES))
+    device = training_device()
+    net.to(device)  # moves detector.features too (shared); the detector's head stays on the CPU
     optimiser = torch.optim.Adam(net.parameters(), lr=lr)
     rng = np.random.default_rng(seed)
     rows = []
@@ -198,8 +202,8 @@ def pretrain(
     net.train()
     for iteration in range(1, iterations + 1):
         x, y = synthetic_batch(batch_size, size, rng)
-        logits = net(torch.from_numpy(x))
-        target = torch.from_numpy(y)
+        logits = net(torch.from_numpy(x).to(device))
+        target = torch.from_numpy(y).to(device)
         loss = nn.functional.cross_entropy(logits, target)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
@@ -213,7 +217,7 @@ def pretrain(
                 f"{np.mean([r['loss'] for r in recent]):.4f} accuracy "
                 f"{np.mean([r['accuracy'] for r in recent]):.3f} ({time.perf_counter() - t0:.0f} s)"
             )
-    detector.eval()
+    detector.cpu().eval()
     return detector, settings, pd.DataFrame(rows, columns=HISTORY_COLUMNS)
 
 

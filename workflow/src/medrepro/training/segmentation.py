@@ -35,6 +35,7 @@ from medrepro.losses.segmentation import dice_loss
 from medrepro.metrics.segmentation import dice
 from medrepro.nets import build_model
 from medrepro.nets.bundle import save_bundle
+from medrepro.training.device import module_device
 from medrepro.training.loop import TrainConfig, fingerprint, fit, seed_everything
 
 __all__ = [
@@ -146,11 +147,15 @@ def _batches(
 
 
 def _validate(net: torch.nn.Module, images: np.ndarray, masks: np.ndarray) -> tuple[float, float]:
-    """``(mean per-item Dice loss, mean per-item Dice of prob >= 0.5)`` over the val items."""
+    """``(mean per-item Dice loss, mean per-item Dice of prob >= 0.5)`` over the val items.
+
+    The network runs on its own device (the training device); the scores are computed on the CPU.
+    """
+    device = module_device(net)
     losses, scores = [], []
     with torch.inference_mode():
         for image, mask in zip(images, masks, strict=True):
-            prob = net(torch.from_numpy(image[None, None]))
+            prob = net(torch.from_numpy(image[None, None]).to(device)).cpu()
             target = torch.from_numpy(mask[None, None].astype(np.float32))
             losses.append(float(dice_loss(prob, target)))
             scores.append(dice(prob.numpy()[0, 0] >= VALIDATION_THRESHOLD, mask))
