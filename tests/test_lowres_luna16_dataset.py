@@ -181,3 +181,16 @@ def test_end_to_end_on_phantoms(tmp_path: Path) -> None:
     table = read_studies(tmp_path / "pre10" / "studies.csv").set_index("study_id")
     assert table.loc[kept, ["spacing_z", "spacing_y", "spacing_x"]].tolist() == [10.0] * 3
     assert table.loc[kept, "shape_x"] <= 32
+
+
+def test_annotation_outside_the_volume(tmp_path: Path) -> None:
+    """An annotation whose centre lies outside its scan: an error naming the problem, or with
+    `--on-bad-study exclude` the scan listed as excluded with that reason; no partial output."""
+    root = tmp_path / "d"
+    _hand_dataset(root, [f"{UID_A},900,900,900,4"])
+    with pytest.raises(InputError, match="outside the volume"):
+        _run(root, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    assert _run(root, tmp_path / "out", "--on-bad-study", "exclude") == 0
+    table = read_studies(tmp_path / "out" / "studies.csv").set_index("study_id")
+    assert table.loc[UID_A, "excluded"] and "outside the volume" in table.loc[UID_A, "reason"]

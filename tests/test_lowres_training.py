@@ -299,8 +299,14 @@ def test_output_prior_sets_the_logit_bias_of_every_network() -> None:
     ]:
         model = build_model(arch, **kwargs)
         names = init_output_prior(model, 0.01)
-        assert len(names) == 1, (arch, names)
-        bias = dict(model.named_parameters())[names[0]]
-        assert math.isclose(float(torch.sigmoid(bias)), 0.01, rel_tol=1e-5), arch
+        assert len(names) == (2 if arch == "lowres" else 1), (arch, names)  # one per stage
+        for name in names:
+            bias = dict(model.named_parameters())[name]
+            assert math.isclose(float(torch.sigmoid(bias)), 0.01, rel_tol=1e-5), (arch, name)
+        if arch in ("mobilenetv2", "enet"):  # a logit convolution starts at zero: p = prior
+            model.eval()
+            with torch.no_grad():
+                p = torch.sigmoid(model(torch.rand(1, 1, 32, 32, 32)))
+            torch.testing.assert_close(p, torch.full_like(p, 0.01), rtol=1e-5, atol=1e-7)
     with pytest.raises(ValueError, match="prior"):
         init_output_prior(build_model("unet3d", base_channels=4), 1.0)

@@ -348,3 +348,21 @@ def test_helpers() -> None:
     block = lowres_block({"scale": "quick", "lowres": {"a": {"x": 1, "y": 2}, "scales": {
         "quick": {"a": {"y": 3}, "b": 4}}}})  # fmt: skip
     assert block == {"a": {"x": 1, "y": 3}, "b": 4, "scale": "quick"}
+
+
+def test_discussion_flags_high_recall_with_tiny_object_dice() -> None:
+    """A model whose recall is high while its object Dice is tiny gets a sentence; others not."""
+    from medrepro.report.lowres_discussion import _coarse_hits
+
+    quality = pd.DataFrame(
+        {
+            "dataset": ["luna16", "luna16", "luna16"],
+            "model": ["enet", "unet3d", "enet"],
+            "runtime": ["torch", "torch", "openvino_fp32"],
+            "avg_recall": [0.9, 0.9, 0.9],
+            "object_dice_mean": [0.01, 0.7, 0.01],
+        }
+    )
+    lines = _coarse_hits(quality)
+    assert len(lines) == 1 and lines[0].startswith("luna16: enet") and "any overlap" in lines[0]
+    assert _coarse_hits(None) == []

@@ -121,18 +121,15 @@ rule lowres_train:
         runtime=240,
         train_jobs=1,
     params:
-        a=lambda wc: lowres_arch(wc.model),
+        batch_size=lambda wc: lowres_arch(wc.model)["batch_size"],
+        patch=lambda wc: lowres_arch(wc.model)["patch"],
+        object_prob=lambda wc: lowres_arch(wc.model)["object_prob"],
         kwargs=lambda wc: as_json(lowres_arch(wc.model)["kwargs"]),
         iterations=LOWRES["iterations"],
+        # LowRes: each stage gets the full count, as the authors trained both for 100 x 100.
         stages=lambda wc: (
-            " --stage1-iterations {} --stage2-iterations {}".format(
-                round(
-                    LOWRES["iterations"] * LOWRES["training"]["lowres_stage1_fraction"]
-                ),
+            " --stage1-iterations {0} --stage2-iterations {0}".format(
                 LOWRES["iterations"]
-                - round(
-                    LOWRES["iterations"] * LOWRES["training"]["lowres_stage1_fraction"]
-                ),
             )
             if wc.model == "lowres"
             else ""
@@ -149,8 +146,8 @@ rule lowres_train:
         "python -m medrepro lowres-train --studies {input.studies} --table {input.table}"
         " --arch {wildcards.model} --model-kwargs '{params.kwargs}'"
         " --iterations {params.iterations}{params.stages}"
-        " --batch-size {params.a[batch_size]} --patch {params.a[patch]}"
-        " --object-prob {params.a[object_prob]} --lr {params.t[lr]}"
+        " --batch-size {params.batch_size} --patch {params.patch}"
+        " --object-prob {params.object_prob} --lr {params.t[lr]}"
         " --lr-final {params.t[lr_final]} --final-fraction {params.t[final_fraction]}{params.prior}"
         " --seed {params.seed} --threads {threads} --out-dir {params.out_dir} > {log} 2>&1"
 
@@ -201,7 +198,8 @@ rule lowres_predict:
         mem_mb=benchmark_mem_limit_mb(),
         runtime=240,
     params:
-        a=lambda wc: lowres_arch(wc.model),
+        patch=lambda wc: lowres_arch(wc.model)["inference_patch"],
+        stride=lambda wc: lowres_arch(wc.model)["inference_stride"],
         ir=lambda wc, input: f"--ir-dir {input.ir}" if input.ir else "",
         ram=LOWRES["inference"]["ram_limit_mb"],
         threads=THREADS,
@@ -209,7 +207,7 @@ rule lowres_predict:
     shell:
         "python -m medrepro lowres-infer --bundle {input.bundle} --runtime {wildcards.runtime}"
         " {params.ir} --studies {input.studies} --table {input.table} --split test"
-        " --patch {params.a[inference_patch]} --stride {params.a[inference_stride]}"
+        " --patch {params.patch} --stride {params.stride}"
         " --threads {params.threads} --ram-limit-mb {params.ram} --save-probabilities"
         " --out-dir {params.out_dir} > {log} 2>&1"
 
@@ -234,7 +232,8 @@ rule lowres_time:
         mem_mb=benchmark_mem_limit_mb(),
         runtime=240,
     params:
-        a=lambda wc: lowres_arch(wc.model),
+        patch=lambda wc: lowres_arch(wc.model)["inference_patch"],
+        stride=lambda wc: lowres_arch(wc.model)["inference_stride"],
         ir=lambda wc, input: f"--ir-dir {input.ir}" if input.ir else "",
         ram=LOWRES["inference"]["ram_limit_mb"],
         n=LOWRES["inference"]["timing_studies"],
@@ -242,7 +241,7 @@ rule lowres_time:
     shell:
         "python -m medrepro lowres-infer --bundle {input.bundle} --runtime {wildcards.runtime}"
         " {params.ir} --studies {input.studies} --table {input.table} --split test"
-        " --patch {params.a[inference_patch]} --stride {params.a[inference_stride]}"
+        " --patch {params.patch} --stride {params.stride}"
         " --threads {wildcards.nthreads} --ram-limit-mb {params.ram} --max-studies {params.n}"
         " --out-dir {params.out_dir} > {log} 2>&1"
 

@@ -19,7 +19,8 @@ Stage 2 (:class:`LowResDetail`; BN-free pre-activation ``ReLU -> Conv``, residua
 - ``h4 = PreAct(2n, n + 1, 1)(f4 + up(h8))``, trilinear x2;
 - ``h2 = [2 x Res(n + 1), PreAct(n + 1, n, 3)](cat(f2, AvgPool2(x)) + up(h4))``, trilinear x2;
 - ``h1 = [2 x Res(n + 1), Res(n + 1, kernel 1)](cat(x, up(h2)))``;
-- ``logits = Conv3d(n + 1, 1, 1, bias=False)(h1)``.
+- ``logits = Conv3d(n + 1, 1, 1)(h1)`` (with a bias, unlike the reference code: it carries the
+  initial foreground prior of short runs, see ``training.lowres.init_output_prior``).
 
 The reference fuses by addition (``f4 + up``, ``cat(f2, x2) + up``) and concatenates the raw
 image crop at full resolution; that is kept here. Deviation: the reference upsamples with
@@ -28,7 +29,7 @@ would depend on its box; ``align_corners=False`` (default here) is translation-e
 crop's output equals the whole-input output wherever the receptive field stays inside the crop.
 ``align_corners=True`` is available for the reference behaviour.
 
-Parameters at ``n = 16``: stage 1 652,962, stage 2 73,125, total 726,087.
+Parameters at ``n = 16``: stage 1 652,962, stage 2 73,126, total 726,088.
 """
 
 from __future__ import annotations
@@ -171,7 +172,7 @@ class LowResDetail(nn.Module):
         self.path_x1 = nn.Sequential(
             ResBlockNoBN3d(x1_ch), ResBlockNoBN3d(x1_ch), ResBlockNoBN3d(x1_ch, kernel=1)
         )
-        self.output_x1 = nn.Conv3d(x1_ch, out_channels, 1, bias=False)
+        self.output_x1 = nn.Conv3d(x1_ch, out_channels, 1, bias=True)
 
     def _up(self, x: torch.Tensor) -> torch.Tensor:
         return F.interpolate(

@@ -330,7 +330,7 @@ def render_report(
     lines += [
         "## Discussion",
         "",
-        bullets(discussion(inputs, tables.timing, tables.claims, cpu)),
+        bullets(discussion(inputs, tables.timing, tables.claims, cpu, tables.quality)),
         "",
     ]
     lines += provenance_section(prov)

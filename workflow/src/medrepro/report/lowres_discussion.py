@@ -124,8 +124,31 @@ def _lowres_detail(inputs: ReportInputs, timing: pd.DataFrame) -> list[str]:
     return out
 
 
+def _coarse_hits(quality: pd.DataFrame | None) -> list[str]:
+    """Models whose recall is high while their object Dice is tiny: big components that touch
+    the objects count as hits in the LowRes paper's recall (any overlap is a hit)."""
+    if quality is None or quality.empty:
+        return []
+    rows = quality[
+        (quality["runtime"] == REFERENCE_RUNTIME)
+        & (quality["avg_recall"] >= 0.5)
+        & (quality["object_dice_mean"] < 0.1)
+    ]
+    return [
+        f"{r.dataset}: {r.model} reaches avg recall {fmt(float(r.avg_recall), 3)} with object "
+        f"Dice {fmt(float(r.object_dice_mean), 3)}: its predicted components are far larger than "
+        "the objects, and the paper's recall counts any overlap as a hit (read both columns "
+        "together)."
+        for r in rows.itertuples()
+    ]
+
+
 def discussion(
-    inputs: ReportInputs, timing: pd.DataFrame, claims: Sequence[Claim], cpu: dict[str, Any]
+    inputs: ReportInputs,
+    timing: pd.DataFrame,
+    claims: Sequence[Claim],
+    cpu: dict[str, Any],
+    quality: pd.DataFrame | None = None,
 ) -> list[str]:
     """Sentences generated from the measured numbers and the claims' verdicts.
 
@@ -135,6 +158,7 @@ def discussion(
         claims: the evaluated claims.
         cpu: :func:`medrepro.report.provenance.cpu_info` of the report's machine (the inference
             stages ran on the same machine in this pipeline).
+        quality: the long-form quality table (optional).
     """
     n_yes = sum(c.holds is True for c in claims)
     n_no = sum(c.holds is False for c in claims)
@@ -147,6 +171,7 @@ def discussion(
     out += _scale(inputs)
     out += _machine(inputs, cpu)
     out += _lowres_detail(inputs, timing)
+    out += _coarse_hits(quality)
     for name in inputs.datasets:
         failed = _failed(claims, name)
         if failed:

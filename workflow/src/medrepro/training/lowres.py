@@ -96,7 +96,8 @@ def init_output_prior(model: nn.Module, prior: float) -> list[str]:
 
     With the soft Dice loss and objects of a few dozen voxels in a patch of tens of thousands, a
     start at p = 0.5 makes sum(p^2) swamp the overlap and the gradient; a small prior (as in
-    RetinaNet's classification head) lets short runs learn. Returns the parameter names set.
+    RetinaNet's classification head) lets short runs learn. A logit convolution also starts with
+    zero weights (a BatchNorm logit layer keeps its scale). Returns the bias names set.
     """
     if not 0.0 < prior < 1.0:
         raise ValueError(f"prior must be in (0, 1), got {prior}")
@@ -115,6 +116,11 @@ def init_output_prior(model: nn.Module, prior: float) -> list[str]:
                 name, param = heads[-1]
                 param.fill_(float(np.log(prior / (1.0 - prior))))
                 names.append(prefix + name)
+                owner = part.get_submodule(name.rsplit(".", 1)[0]) if "." in name else part
+                if isinstance(owner, nn.modules.conv._ConvNd):
+                    # a zero convolution starts every logit at the prior, whatever the scale of
+                    # the (un-normalised) features before it, so the sigmoid is not saturated
+                    owner.weight.zero_()
     return names
 
 
