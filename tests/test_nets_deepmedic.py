@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from torch import nn
+from net_checks import compile_f32, randomize_bn
 
 from medrepro.nets import MODELS, build_model, count_parameters
 from medrepro.nets.deepmedic import DeepMedic
@@ -30,17 +30,6 @@ def expected_deepmedic_params(widths: tuple[int, ...], head: int) -> int:
     path = _conv(1, widths[0], 3) + 2 * widths[0] + _conv(widths[0], widths[0], 3)
     path += sum(_res(a, b, 3) for a, b in zip(widths[:-1], widths[1:], strict=True))
     return 2 * path + _res(2 * widths[-1], head, 1) + 2 * head + _conv(head, 1, 1) + 2
-
-
-def _randomize_bn(model: nn.Module, seed: int = 0) -> None:
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm3d):
-            c = m.num_features
-            m.weight.data = 0.5 + torch.rand(c, generator=g)
-            m.bias.data = 0.2 * torch.randn(c, generator=g)
-            m.running_mean.data = 0.1 * torch.randn(c, generator=g)
-            m.running_var.data = 0.5 + torch.rand(c, generator=g)
 
 
 def test_paper_geometry_and_parameters() -> None:
@@ -85,7 +74,7 @@ def test_patches_tile_the_whole_volume_output() -> None:
     """Two patches whose inputs start 0 and 12 voxels apart give the matching output slabs."""
     torch.manual_seed(0)
     model = DeepMedic(**TINY)
-    _randomize_bn(model)
+    randomize_bn(model)
     model.eval()
     x = torch.rand(1, 1, 39, 39, 39 + 12)
     with torch.no_grad():
@@ -122,16 +111,14 @@ def test_openvino_fp32_parity() -> None:
     ov = pytest.importorskip("openvino")
     torch.manual_seed(0)
     model = DeepMedic(**TINY)
-    _randomize_bn(model)
+    randomize_bn(model)
     model.eval()
     x = torch.rand(1, 1, 39, 42, 45)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ref = model(x).numpy()
         ir = ov.convert_model(model, example_input=x, input=[ov.PartialShape(list(x.shape))])
-    compiled = ov.Core().compile_model(
-        ir, "CPU", {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": 1}
-    )
+    compiled = compile_f32(ir)
     out = compiled(x.numpy())[0]
     assert out.shape == ref.shape == (1, 1, 3, 6, 9)
     assert np.abs(out - ref).max() <= 1e-4 * max(1.0, float(np.abs(ref).max()))

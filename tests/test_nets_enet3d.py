@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from net_checks import compile_f32
 from torch import nn
 from torch.nn import functional as F
 
@@ -165,9 +166,7 @@ def test_openvino_conversion_parity() -> None:
     ir = ov.convert_model(model, example_input=x, input=[x.shape])
     ops = {op.get_type_name() for op in ir.get_ops()}
     assert "MaxPool" in ops and "PRelu" in ops
-    compiled = ov.Core().compile_model(
-        ir, "CPU", {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": 1}
-    )
+    compiled = compile_f32(ir)
     out = compiled(x.numpy())[0]
     assert out.shape == ref.shape
     assert np.abs(out - ref).max() <= 1e-4 * np.abs(ref).max()

@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from torch import nn
+from net_checks import compile_f32, randomize_bn
 
 from medrepro.nets import MODELS, build_model, count_parameters
 from medrepro.nets.lowres import LowRes, LowResDetail, LowResStage1, freeze_stage1
@@ -45,17 +45,6 @@ def expected_stage2(n: int) -> int:
     p += 2 * _res_nobn(c, 3) + _conv(c, n, 3, False)
     p += 2 * _res_nobn(c, 3) + _res_nobn(c, 1)
     return p + _conv(c, 1, 1, True)  # the logit conv has a bias (the prior)
-
-
-def _randomize_bn(model: nn.Module, seed: int = 0) -> None:
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm3d):
-            c = m.num_features
-            m.weight.data = 0.5 + torch.rand(c, generator=g)
-            m.bias.data = 0.2 * torch.randn(c, generator=g)
-            m.running_mean.data = 0.1 * torch.randn(c, generator=g)
-            m.running_var.data = 0.5 + torch.rand(c, generator=g)
 
 
 def _crop(t: torch.Tensor, start: tuple[int, ...], stop: tuple[int, ...], k: int) -> torch.Tensor:
@@ -144,7 +133,7 @@ def test_detail_on_crop_equals_whole_input_inside_receptive_field() -> None:
     diffs = {}
     for align in (False, True):
         model = LowRes(2, align_corners=align)
-        _randomize_bn(model)
+        randomize_bn(model)
         model.eval()
         with torch.no_grad():
             _, f2, f4, f8 = model.stage1(x)
@@ -166,16 +155,14 @@ def test_openvino_stage1_parity() -> None:
     ov = pytest.importorskip("openvino")
     torch.manual_seed(0)
     model = LowResStage1(2)
-    _randomize_bn(model)
+    randomize_bn(model)
     model.eval()
     x = torch.rand(1, 1, 16, 24, 32)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         refs = [t.numpy() for t in model(x)]
         ir = ov.convert_model(model, example_input=x, input=[ov.PartialShape(list(x.shape))])
-    compiled = ov.Core().compile_model(
-        ir, "CPU", {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": 1}
-    )
+    compiled = compile_f32(ir)
     outs = compiled(x.numpy())
     assert len(outs) == 4
     for i, ref in enumerate(refs):
@@ -204,9 +191,7 @@ def test_openvino_detail_dynamic_crops_parity() -> None:
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ir = ov.convert_model(model, example_input=tuple(inputs((16, 16, 16))), input=dyn)
-    compiled = ov.Core().compile_model(
-        ir, "CPU", {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": 1}
-    )
+    compiled = compile_f32(ir)
     for shape in [(8, 24, 16), (32, 16, 40)]:
         args = inputs(shape)
         with torch.no_grad():

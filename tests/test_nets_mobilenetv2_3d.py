@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from net_checks import compile_f32
 from torch import nn
 
 from medrepro.nets import MODELS, build_model, count_parameters, load_bundle, save_bundle
@@ -121,9 +122,7 @@ def test_openvino_conversion_parity() -> None:
     with torch.no_grad():
         ref = model(x).numpy()
     ir = ov.convert_model(model, example_input=x, input=[x.shape])
-    compiled = ov.Core().compile_model(
-        ir, "CPU", {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": 1}
-    )
+    compiled = compile_f32(ir)
     assert "Interpolate" in {op.get_type_name() for op in ir.get_ops()}  # trilinear x2
     out = compiled(x.numpy())[0]
     assert out.shape == ref.shape

@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from net_checks import compile_f32, randomize_bn
 from torch import nn
 
 from medrepro.nets import MODELS, build_model, count_parameters
@@ -29,18 +30,6 @@ def expected_unet_params(b: int, depth: int) -> int:
         n += _conv(2 * c, 2 * c, 2, True) + 2 * 3 * c + _conv(3 * c, c, 3, False)
         n += 2 * c + _conv(c, c, 3, True)
     return n + 2 * 2 * b + _conv(2 * b, 1, 1, False) + 2
-
-
-def _randomize_bn(model: nn.Module, seed: int = 0) -> None:
-    """Give every BatchNorm non-trivial affine parameters and running statistics."""
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm3d):
-            c = m.num_features
-            m.weight.data = 0.5 + torch.rand(c, generator=g)
-            m.bias.data = 0.2 * torch.randn(c, generator=g)
-            m.running_mean.data = 0.1 * torch.randn(c, generator=g)
-            m.running_var.data = 0.5 + torch.rand(c, generator=g)
 
 
 def test_parameter_count_at_paper_width() -> None:
@@ -110,16 +99,14 @@ def test_openvino_fp32_parity() -> None:
     ov = pytest.importorskip("openvino")
     torch.manual_seed(0)
     model = UNet3D(base_channels=2, depth=2)
-    _randomize_bn(model)
+    randomize_bn(model)
     model.eval()
     x = torch.rand(1, 1, 16, 8, 12)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ref = model(x).numpy()
         ir = ov.convert_model(model, example_input=x, input=[ov.PartialShape(list(x.shape))])
-    compiled = ov.Core().compile_model(
-        ir, "CPU", {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": 1}
-    )
+    compiled = compile_f32(ir)
     out = compiled(x.numpy())[0]
     assert out.shape == ref.shape
     assert np.abs(out - ref).max() <= 1e-4 * max(1.0, float(np.abs(ref).max()))
