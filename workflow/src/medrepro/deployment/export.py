@@ -227,21 +227,24 @@ def decompose_group_norm(ov_model: ov.Model) -> int:
 
 def export_ir(
     model: torch.nn.Module,
-    example: torch.Tensor,
+    example: torch.Tensor | tuple[torch.Tensor, ...],
     xml_path: str | Path,
     compress_to_fp16: bool,
     dynamo: bool = False,
     decompose_gn: bool = True,
+    input_shapes: Sequence[Sequence[int]] | None = None,
 ) -> ov.Model:
     """Convert ``model`` to an OpenVINO IR with the static shape of ``example`` and save it.
 
     Args:
         model: the network (converted in eval mode; see openvino#37954 for why).
-        example: input batch; its shape becomes the IR's static input shape.
+        example: input batch, or a tuple of them for a network with several inputs; its
+            shape becomes the IR's static input shape unless ``input_shapes`` is given.
         xml_path: the ``.xml`` to write (the ``.bin`` goes beside it).
         compress_to_fp16: store weights as FP16 (OpenVINO's default) or as true FP32.
         dynamo: convert through ``torch.export`` instead of TorchScript tracing.
         decompose_gn: replace GroupNormalization by MVN (see :func:`decompose_group_norm`).
+        input_shapes: one shape per input, ``-1`` for a dynamic axis (e.g. ``[1, C, -1, -1, -1]``).
 
     Returns:
         The converted (uncompressed, in-memory) ``ov.Model``.
@@ -249,12 +252,14 @@ def export_ir(
     import openvino as ov
     import torch
 
+    examples = example if isinstance(example, tuple) else (example,)
+    shapes = input_shapes if input_shapes is not None else [list(t.shape) for t in examples]
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ov_model = ov.convert_model(
             model.eval(),
             example_input=example,
-            input=[ov.PartialShape(list(example.shape))],
+            input=[ov.PartialShape([int(s) for s in shape]) for shape in shapes],
             dynamo=dynamo,
         )
     if decompose_gn:

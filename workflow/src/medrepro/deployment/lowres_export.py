@@ -28,7 +28,6 @@ import argparse
 import inspect
 import sys
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -244,19 +243,13 @@ def export_stage2_ir(
     stage2: torch.nn.Module, example: Sequence[np.ndarray], xml_path: Path
 ) -> ov.Model:
     """Convert the detail stage with dynamic spatial axes (batch 1, channels fixed); save FP32."""
-    import openvino as ov
     import torch
 
-    from medrepro.deployment.export import decompose_group_norm, save_ir
+    from medrepro.deployment.export import export_ir
 
     tensors = tuple(torch.from_numpy(np.ascontiguousarray(a, np.float32)) for a in example)
-    shapes = [ov.PartialShape([1, int(t.shape[1]), -1, -1, -1]) for t in tensors]
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        ov_model = ov.convert_model(stage2.eval(), example_input=tensors, input=shapes)
-    decompose_group_norm(ov_model)
-    save_ir(ov_model, xml_path, compress_to_fp16=False)
-    return ov_model
+    shapes = [[1, int(t.shape[1]), -1, -1, -1] for t in tensors]
+    return export_ir(stage2, tensors, xml_path, compress_to_fp16=False, input_shapes=shapes)
 
 
 def quantize_default(
