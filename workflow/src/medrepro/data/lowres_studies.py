@@ -150,12 +150,18 @@ def studies_of_split(table: pd.DataFrame, split: str) -> list[str]:
 
 
 def read_study_arrays(
-    path: str | Path, study_ids: Sequence[str], with_mask: bool = True
-) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
-    """Images (float32) and masks (uint8) of ``study_ids`` from ``studies.npz``.
+    path: str | Path,
+    study_ids: Sequence[str],
+    with_mask: bool = True,
+    with_image: bool = True,
+    dtype: type = np.float32,
+) -> dict[str, tuple[np.ndarray | None, np.ndarray | None]]:
+    """Images (as ``dtype``) and masks (uint8) of ``study_ids`` from ``studies.npz``.
 
     Returns:
-        ``{study_id: (image, mask)}``, ``(z, y, x)`` arrays; ``mask`` is None unless ``with_mask``.
+        ``{study_id: (image, mask)}``, ``(z, y, x)`` arrays; ``image`` is None unless
+        ``with_image`` and ``mask`` None unless ``with_mask`` (what is not asked for is not
+        decompressed).
 
     Raises:
         InputError: naming ``path``: missing, unreadable, or lacking one of the studies.
@@ -163,14 +169,14 @@ def read_study_arrays(
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "file not found")
-    out: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
+    out: dict[str, tuple[np.ndarray | None, np.ndarray | None]] = {}
     try:
         with np.load(path, allow_pickle=False) as data:
             files = set(data.files)
             for sid in study_ids:
                 if f"image/{sid}" not in files or f"mask/{sid}" not in files:
                     raise InputError(path, f"study {sid!r} is not in the container")
-                image = data[f"image/{sid}"].astype(np.float32)
+                image = data[f"image/{sid}"].astype(dtype) if with_image else None
                 mask = data[f"mask/{sid}"].astype(np.uint8) if with_mask else None
                 out[sid] = (image, mask)
     except (OSError, ValueError, zipfile.BadZipFile) as err:

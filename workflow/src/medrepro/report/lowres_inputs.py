@@ -384,7 +384,7 @@ def load_example(
     npz = ddir / "preprocessed" / "studies.npz"
     image, mask = read_study_arrays(npz, [sid])[sid]
     read.append(npz)
-    assert mask is not None
+    assert image is not None and mask is not None
     z = int(np.clip(round(float(row["center_z"])), 0, image.shape[0] - 1))
     probs = {m: _prob_slice(p, sid, image.shape, z) for m, p in prob_paths.items()}
     srow = studies[studies["study_id"] == sid].iloc[0]

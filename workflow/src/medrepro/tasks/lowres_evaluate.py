@@ -200,7 +200,7 @@ def evaluate(
     records: dict[str, StudyRecords] = {}
     rows = []
     for sid in ids:
-        _, mask = read_study_arrays(studies, [sid])[sid]
+        _, mask = read_study_arrays(studies, [sid], with_image=False)[sid]
         assert mask is not None
         prob = read_probability(probabilities, sid, mask.shape)
         records[sid], row = evaluate_study(prob, mask, _spacing(table, table_path, sid))

@@ -291,14 +291,14 @@ def load_patch_source(
     images: dict[str, np.ndarray] = {}
     masks: dict[str, np.ndarray] = {}
     for start in range(0, len(ids), _READ_CHUNK):
-        chunk = read_study_arrays(studies, ids[start : start + _READ_CHUNK])
+        chunk = read_study_arrays(studies, ids[start : start + _READ_CHUNK], dtype=np.float16)
         for sid, (image, mask) in chunk.items():
-            assert mask is not None
+            assert image is not None and mask is not None
             if image.shape != mask.shape or image.ndim != 3:
                 raise InputError(studies, f"study {sid!r}: image {image.shape}, mask {mask.shape}")
             if not np.all(np.isfinite(image)):
                 raise InputError(studies, f"study {sid!r}: non-finite image values")
-            images[sid] = image.astype(np.float16)
+            images[sid] = image
             masks[sid] = mask
     return PatchSource(images, masks, weights)
 
