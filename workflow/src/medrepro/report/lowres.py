@@ -52,7 +52,7 @@ from medrepro.report.lowres_tables import (
     timing_table,
 )
 from medrepro.report.markdown import MISSING, bullets, format_value, to_markdown
-from medrepro.report.provenance import cpu_info
+from medrepro.report.provenance import cpu_info, file_sizes
 from medrepro.report.published import lowres as pub
 
 __all__ = [
@@ -337,11 +337,6 @@ def render_report(
     return "\n".join(lines)
 
 
-def _large_inputs(paths: list[Path]) -> dict[str, Any]:
-    """Sizes (bytes) of the containers read partially (not checksummed: they can be GBs)."""
-    return {str(p): {"bytes": p.stat().st_size} for p in dict.fromkeys(paths) if p.is_file()}
-
-
 def write_report(inputs: ReportInputs, out_dir: Path) -> list[Path]:
     """Compute everything, then write :data:`OUTPUTS` under ``out_dir`` in one atomic directory.
 
@@ -392,7 +387,7 @@ def write_report(inputs: ReportInputs, out_dir: Path) -> list[Path]:
                 "options": inputs.options,
                 "diameter_medians_mm": medians,
                 "fig3": notes,
-                "large_inputs_not_checksummed": _large_inputs(inputs.large_paths),
+                "large_inputs_not_checksummed": file_sizes(inputs.large_paths),
             },
             render=lambda prov: render_report(inputs, tables, notes, cpu, prov),
         )

@@ -26,6 +26,7 @@ __all__ = [
     "repo_root",
     "git_commit",
     "file_digest",
+    "file_sizes",
     "provenance",
 ]
 
@@ -124,6 +125,14 @@ def file_digest(path: str | Path, chunk: int = 1 << 20) -> dict[str, Any]:
         while block := fh.read(chunk):
             h.update(block)
     return {"sha256": h.hexdigest(), "bytes": path.stat().st_size}
+
+
+def file_sizes(paths: Iterable[str | Path]) -> dict[str, Any]:
+    """Sizes (bytes) of files recorded without a checksum (large containers read partially);
+    each path once, missing ones left out."""
+    return {
+        str(p): {"bytes": Path(p).stat().st_size} for p in dict.fromkeys(paths) if Path(p).is_file()
+    }
 
 
 def provenance(

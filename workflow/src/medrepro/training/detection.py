@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import inspect
-import json
 import shutil
 import sys
 import time
@@ -61,6 +60,7 @@ from medrepro.nets import MODELS, build_model
 from medrepro.nets.bundle import save_bundle
 from medrepro.tasks.cerebellum_yolo import DetectionData, load_detection_split
 from medrepro.training.device import module_device, training_device
+from medrepro.training.loop import parse_json_object
 from medrepro.transforms.yolo_grid import decode_top_box, encode_targets
 
 __all__ = [
@@ -78,7 +78,6 @@ __all__ = [
     "evaluate_detector",
     "best_checkpoint",
     "train_detector",
-    "parse_model_kwargs",
     "main",
 ]
 
@@ -552,22 +551,11 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def parse_model_kwargs(text: str, parser: argparse.ArgumentParser) -> dict[str, Any]:
-    """``--model-kwargs`` JSON -> dict (a parser error otherwise)."""
-    try:
-        kwargs = json.loads(text)
-    except json.JSONDecodeError as err:
-        parser.error(f"--model-kwargs is not JSON: {err}")
-    if not isinstance(kwargs, dict):
-        parser.error("--model-kwargs must be a JSON object")
-    return kwargs
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``yolo-train`` stage."""
     parser = _parser()
     args = parser.parse_args(argv)
-    kwargs = parse_model_kwargs(args.model_kwargs, parser)
+    kwargs = parse_json_object(args.model_kwargs, parser)
     if args.arch not in MODELS:
         parser.error(f"unknown --arch {args.arch!r}; known: {sorted(MODELS)}")
     for name in ("batch_size", "iterations", "checkpoint_every", "threads"):

@@ -13,6 +13,7 @@ CPU, so both load on CPU-only machines.
 
 from __future__ import annotations
 
+import argparse
 import copy
 import hashlib
 import json
@@ -31,7 +32,15 @@ from tqdm import tqdm
 from medrepro.io.atomic import atomic_path
 from medrepro.training.device import to_device, training_device
 
-__all__ = ["OPTIMIZERS", "TrainConfig", "seed_everything", "fingerprint", "make_optimizer", "fit"]
+__all__ = [
+    "OPTIMIZERS",
+    "TrainConfig",
+    "seed_everything",
+    "fingerprint",
+    "make_optimizer",
+    "fit",
+    "parse_json_object",
+]
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -71,6 +80,19 @@ def make_optimizer(
             params, lr=config.lr, momentum=0.9, nesterov=True, weight_decay=config.weight_decay
         )
     raise ValueError(f"unknown optimizer {config.optimizer!r}; expected one of {OPTIMIZERS}")
+
+
+def parse_json_object(
+    text: str, parser: argparse.ArgumentParser, flag: str = "--model-kwargs"
+) -> dict[str, Any]:
+    """A command-line JSON object (e.g. ``--model-kwargs``) -> dict; a parser error otherwise."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        parser.error(f"{flag} is not JSON: {err}")
+    if not isinstance(value, dict):
+        parser.error(f"{flag} must be a JSON object")
+    return value
 
 
 def seed_everything(seed: int) -> None:

@@ -53,6 +53,7 @@ from medrepro.losses.segmentation import adaptive_weighted_bce, soft_dice_per_sa
 from medrepro.metrics.segmentation import dice
 from medrepro.nets import build_model, save_bundle
 from medrepro.training.device import module_device, training_device
+from medrepro.training.loop import parse_json_object
 from medrepro.transforms.patch_sampling import object_voxels, sample_patch
 
 __all__ = [
@@ -573,12 +574,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out-dir", type=Path, required=True)
     args = parser.parse_args(argv)
 
-    try:
-        kwargs = json.loads(args.model_kwargs)
-    except json.JSONDecodeError as err:
-        parser.error(f"--model-kwargs is not JSON: {err}")
-    if not isinstance(kwargs, dict):
-        parser.error("--model-kwargs must be a JSON object")
+    kwargs = parse_json_object(args.model_kwargs, parser)
     try:
         config = LowResTrainConfig(
             iterations=args.iterations,

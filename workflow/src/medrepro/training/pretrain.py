@@ -36,8 +36,9 @@ from torch import nn
 from medrepro.io.atomic import write_csv
 from medrepro.nets import MODELS, build_model
 from medrepro.nets.bundle import save_bundle
-from medrepro.training.detection import model_settings, parse_model_kwargs
+from medrepro.training.detection import model_settings
 from medrepro.training.device import training_device
+from medrepro.training.loop import parse_json_object
 
 __all__ = [
     "CLASSES",
@@ -241,7 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``yolo-pretrain`` stage."""
     parser = _parser()
     args = parser.parse_args(argv)
-    kwargs = parse_model_kwargs(args.model_kwargs, parser)
+    kwargs = parse_json_object(args.model_kwargs, parser)
     if args.arch not in MODELS:
         parser.error(f"unknown --arch {args.arch!r}; known: {sorted(MODELS)}")
     if args.iterations < 1 or args.batch_size < 1 or args.threads < 1:
