@@ -27,6 +27,7 @@ include: "workflow/rules/cephalometry.smk"
 include: "workflow/rules/brain_extraction.smk"
 include: "workflow/rules/cerebellum_yolo.smk"
 include: "workflow/rules/lowres.smk"
+include: "workflow/rules/face_landmarks.smk"
 
 
 wildcard_constraints:
@@ -45,3 +46,4 @@ rule all:
         rules.brain_extraction.input,
         rules.cerebellum_yolo.input,
         rules.lowres.input,
+        rules.face_landmarks.input,

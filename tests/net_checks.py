@@ -10,10 +10,10 @@ from torch import nn
 
 
 def randomize_bn(model: nn.Module, seed: int = 0) -> None:
-    """Give every BatchNorm3d non-trivial affine parameters and running statistics."""
+    """Give every BatchNorm (1D, 2D, 3D) non-trivial affine parameters and running statistics."""
     g = torch.Generator().manual_seed(seed)
     for m in model.modules():
-        if isinstance(m, nn.BatchNorm3d):
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
             c = m.num_features
             m.weight.data = 0.5 + torch.rand(c, generator=g)
             m.bias.data = 0.2 * torch.randn(c, generator=g)

@@ -13,7 +13,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-TARGETS = ["all", "cephalometry", "brain_extraction", "cerebellum_yolo", "lowres"]
+TARGETS = ["all", "cephalometry", "brain_extraction", "cerebellum_yolo", "lowres", "face_landmarks"]
 
 
 def run(*cmd: str | Path, cwd: Path = REPO) -> subprocess.CompletedProcess:

@@ -148,6 +148,9 @@ def test_build_model_unknown_arch() -> None:
     assert set(MODELS) == {
         "vgg_regressor",
         "stacked_hourglass",
+        "stacked_hourglass2d",
+        "resnet_classifier",
+        "simple_baselines",
         "resunet",
         "yolov1",
         "tiny_yolov1",

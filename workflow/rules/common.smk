@@ -437,3 +437,65 @@ LOWRES_REPORT_ARGS = (
     f" --threads {THREADS} --threads-list {' '.join(map(str, sorted(set(lowres_threads_list()) | {THREADS})))}"
     f" --seed {SEED} --out-dir {LOWRES_RESULTS}/report"
 )
+
+
+# ---------------------------------------------------------------- face_landmarks (paper 002)
+FACE = paper_settings("face_landmarks")
+FACE_RESULTS = "results/face_landmarks"
+FACE_DATA = "data/face_landmarks"
+FACE_METHODS = list(FACE["methods"])
+FACE_BUDGETS = [int(b) for b in FACE["budgets"]]
+FACE_FULL_BUDGET = max(FACE_BUDGETS)
+FACE_DEPLOY = f"{FACE_RESULTS}/deploy"
+FACE_FIGURES = ["fig5_ced", "fig3_predictions", "budget_sweep", "deployment"]
+FACE_TABLES = ["table1_methods", "budget_sweep", "deployment"]
+
+
+def face_target_dir():
+    """Images + iBUG .pts + landmarks.json: the configured real data, or the synthetic faces."""
+    return FACE["data_dir"] or f"{FACE_DATA}/target"
+
+
+def face_source_dir():
+    """Identity-labelled faces of the source task: configured, or synthetic."""
+    return FACE["source_dir"] or f"{FACE_DATA}/source"
+
+
+def face_bundles():
+    """Every landmark model: one per method and label budget."""
+    return expand(
+        f"{FACE_RESULTS}/models/{{m}}/{{b}}/model.pt", m=FACE_METHODS, b=FACE_BUDGETS
+    )
+
+
+def face_model_args(bundles):
+    """face-evaluate's `--model METHOD,BUDGET,RUNTIME,PATH` for PyTorch bundles."""
+    return " ".join(
+        f"--model {p.split('/')[-3]},{p.split('/')[-2]},torch,{p}" for p in bundles
+    )
+
+
+def face_benchmark_shape():
+    return f"1 3 {FACE['image_size']} {FACE['image_size']}"
+
+
+def face_report_inputs():
+    return [
+        f"{FACE_RESULTS}/preprocessed/dataset.npz",
+        f"{FACE_RESULTS}/preprocessed/splits.csv",
+        f"{FACE_RESULTS}/source/metrics.json",
+        f"{FACE_RESULTS}/evaluation/summary.csv",
+        f"{FACE_DEPLOY}/best/selection.json",
+        f"{FACE_DEPLOY}/best/export/parity.json",
+        f"{FACE_DEPLOY}/best/int8/quantization.json",
+        f"{FACE_DEPLOY}/benchmark.csv",
+        f"{FACE_DEPLOY}/evaluation/summary.csv",
+    ]
+
+
+FACE_REPORT_ARGS = (
+    f"--results-dir {FACE_RESULTS} --methods {' '.join(FACE_METHODS)}"
+    f" --budgets {' '.join(map(str, FACE_BUDGETS))} --full-budget {FACE_FULL_BUDGET}"
+    f" --threshold-px {FACE['evaluation']['threshold_px']} --seed {SEED}"
+    f" --out-dir {FACE_RESULTS}/report"
+)

@@ -100,6 +100,35 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "medrepro.report.lowres",
         "Tables 1-2, time against recall, diameters, qualitative figure, claims, report.md",
     ),
+    # facial anatomical landmarks, cross-task representation learning (paper 002)
+    "face-phantoms": (
+        "medrepro.phantoms.face_cli",
+        "render synthetic faces: identity-labelled source images, target images + iBUG .pts",
+    ),
+    "face-dataset": (
+        "medrepro.preprocessing.face_dataset",
+        "read images + .pts, crop, resize, split 80/20 with nested label budgets",
+    ),
+    "face-train-source": (
+        "medrepro.training.face_source",
+        "train the source ResNet on identity classification",
+    ),
+    "face-train": (
+        "medrepro.training.face_landmarks",
+        "train one landmark model (HG, FE, FTP, FT, CTD-CD/ED/Com) at one label budget",
+    ),
+    "face-evaluate": (
+        "medrepro.tasks.face_landmarks_evaluate",
+        "predict the test landmarks: errors in pixels, CED, AUC, failure rate",
+    ),
+    "face-select": (
+        "medrepro.tasks.face_landmarks_select",
+        "pick the best landmark model for deployment (lowest mean error at one budget)",
+    ),
+    "face-report": (
+        "medrepro.report.face_landmarks",
+        "Table 1, CED curves (Fig. 5), predictions (Fig. 3), budget sweep, claims, report.md",
+    ),
     # cerebellum localisation with YOLO (paper 004)
     "us-phantoms": (
         "medrepro.phantoms.fetal_us_cli",

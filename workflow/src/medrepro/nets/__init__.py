@@ -17,8 +17,10 @@ from medrepro.nets.bundle import load_bundle, save_bundle
 from medrepro.nets.deepmedic import DeepMedic
 from medrepro.nets.enet3d import ENet3D
 from medrepro.nets.hourglass import StackedHourglass3D
+from medrepro.nets.hourglass2d import StackedHourglass2D
 from medrepro.nets.lowres import LowRes
 from medrepro.nets.mobilenetv2_3d import MobileNetV2UNet3D
+from medrepro.nets.resnet2d import ResNetClassifier, ResNetEncoder, SimpleBaselines
 from medrepro.nets.resunet import ResUNet3D
 from medrepro.nets.unet3d import UNet3D
 from medrepro.nets.vgg_regressor import VGGRegressor3D
@@ -40,6 +42,10 @@ __all__ = [
     "LowRes",
     "MobileNetV2UNet3D",
     "ENet3D",
+    "ResNetEncoder",
+    "ResNetClassifier",
+    "SimpleBaselines",
+    "StackedHourglass2D",
 ]
 
 #: architecture name (as written in configs and bundles) -> class
@@ -54,6 +60,9 @@ MODELS: dict[str, type[nn.Module]] = {
     "lowres": LowRes,
     "mobilenetv2": MobileNetV2UNet3D,
     "enet": ENet3D,
+    "resnet_classifier": ResNetClassifier,
+    "simple_baselines": SimpleBaselines,
+    "stacked_hourglass2d": StackedHourglass2D,
 }
 
 

@@ -18,6 +18,7 @@ TASKS: dict[str, str] = {
     "cephalometry": "medrepro.tasks.cephalometry:TASK",
     "brain_extraction": "medrepro.tasks.brain_extraction:TASK",
     "cerebellum_yolo": "medrepro.tasks.cerebellum_yolo:TASK",
+    "face_landmarks": "medrepro.tasks.face_landmarks:TASK",
 }
 
 
