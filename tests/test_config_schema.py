@@ -41,6 +41,8 @@ def test_default_config_dry_run_resolves(tmp_path: Path) -> None:
         ("scale=huge", "scale"),
         ("seed=-3", "seed"),
         ("threads=two", "threads"),
+        ("face_landmarks={typo_key: 1}", "typo_key"),
+        ("face_landmarks={scales: {quick: {source: {stepz: 5}}}}", "stepz"),
     ],
 )
 def test_bad_config_is_refused_naming_the_key(tmp_path: Path, override: str, named: str) -> None:

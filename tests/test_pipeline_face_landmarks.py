@@ -101,9 +101,7 @@ def test_html_report_holds_every_figure_and_table(smoke_run: Path) -> None:
 
 
 @pytest.mark.integration
-def test_real_data_dir_with_a_bad_pts_fails_cleanly(
-    smoke_run: Path, tmp_path: Path
-) -> None:
+def test_real_data_dir_with_a_bad_pts_fails_cleanly(smoke_run: Path, tmp_path: Path) -> None:
     """A user's directory where one .pts has a point too few: the dataset rule stops with the
     file's name and leaves no output."""
     user = tmp_path / "faces"

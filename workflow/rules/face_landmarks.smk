@@ -230,7 +230,8 @@ rule face_export:
 
 
 # The face split has no validation part (the paper: 80 % training/validation, 20 % test), so
-# NNCF's accuracy control scores the INT8 model on training images; the test set stays unseen.
+# NNCF's accuracy control scores the INT8 model on the first training images in budget order
+# (`train@N`); the test set stays unseen.
 rule face_quantize:
     input:
         bundle=f"{FACE_DEPLOY}/best/model.pt",
@@ -254,7 +255,7 @@ rule face_quantize:
     shell:
         "python -m medrepro quantize --bundle {input.bundle} --ir {input.ir}"
         " --task face_landmarks --dataset {input.dataset} --splits {input.splits}"
-        " --calibration-split train --validation-split train"
+        " --calibration-split train --validation-split train@{params.q[validation_images]}"
         " --max-drop {params.q[max_drop]} --subset-size {params.q[subset_size]}"
         " --mode accuracy_control --threads {threads} --out-dir {params.out_dir} > {log} 2>&1"
 
