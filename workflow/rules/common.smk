@@ -470,9 +470,12 @@ def face_bundles():
 
 def face_model_args(bundles):
     """face-evaluate's `--model METHOD,BUDGET,RUNTIME,PATH` for PyTorch bundles."""
-    return " ".join(
-        f"--model {p.split('/')[-3]},{p.split('/')[-2]},torch,{p}" for p in bundles
-    )
+    specs = []
+    for path in bundles:
+        budget_dir = os.path.dirname(path)
+        method = os.path.basename(os.path.dirname(budget_dir))
+        specs.append(f"--model {method},{os.path.basename(budget_dir)},torch,{path}")
+    return " ".join(specs)
 
 
 def face_benchmark_shape():
