@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from medrepro.io.errors import InputError
-from medrepro.report.inputs import numeric, parse_config, read_csv, read_json, require
+from medrepro.report.inputs import numeric, parse_config, read_csv, read_json, require, scaled_block
 
 __all__ = [
     "REFERENCE_RUNTIME",
@@ -203,20 +203,7 @@ def face_block(config: dict[str, Any]) -> dict[str, Any]:
     ``config`` may be the whole configuration (with ``face_landmarks`` and ``scale``), the block
     with its ``scales``, or the block already at its scale. The result has a ``scale`` key.
     """
-    block = config.get("face_landmarks", config)
-    if not isinstance(block, dict):
-        return {"scale": config.get("scale")}
-    scale = config.get("scale", block.get("scale"))
-    merged = {k: v for k, v in block.items() if k != "scales"}
-    scales = block.get("scales")
-    if isinstance(scales, dict) and isinstance(scales.get(scale), dict):
-        for key, value in scales[scale].items():
-            if isinstance(value, dict) and isinstance(merged.get(key), dict):
-                merged[key] = {**merged[key], **value}
-            else:
-                merged[key] = value
-    merged["scale"] = scale
-    return merged
+    return scaled_block(config, "face_landmarks")
 
 
 def _text(df: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:

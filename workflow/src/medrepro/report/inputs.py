@@ -24,6 +24,7 @@ __all__ = [
     "numeric",
     "number",
     "parse_config",
+    "scaled_block",
 ]
 
 
@@ -108,3 +109,27 @@ def parse_config(value: str | None) -> dict[str, Any]:
     if not isinstance(obj, dict):
         raise InputError(source, "the configuration must be a JSON object")
     return obj
+
+
+def scaled_block(config: dict[str, Any], name: str) -> dict[str, Any]:
+    """A paper's config block with the settings of its scale merged in (one level deep).
+
+    ``config`` may be the whole pipeline configuration (with ``name`` and ``scale``), the block
+    with its ``scales``, or the block already at its scale. A scale's mapping updates the block's
+    mapping of the same key; any other value replaces it. The result has a ``scale`` key
+    (``None`` if unknown).
+    """
+    block = config.get(name, config)
+    if not isinstance(block, dict):
+        return {"scale": config.get("scale")}
+    scale = config.get("scale", block.get("scale"))
+    merged = {k: v for k, v in block.items() if k != "scales"}
+    scales = block.get("scales")
+    if isinstance(scales, dict) and isinstance(scales.get(scale), dict):
+        for key, value in scales[scale].items():
+            if isinstance(value, dict) and isinstance(merged.get(key), dict):
+                merged[key] = {**merged[key], **value}
+            else:
+                merged[key] = value
+    merged["scale"] = scale
+    return merged

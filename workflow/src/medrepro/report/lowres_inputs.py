@@ -30,7 +30,7 @@ import pandas as pd
 from medrepro.data.lowres_studies import SPLITS, read_objects, read_studies, read_study_arrays
 from medrepro.io.errors import InputError
 from medrepro.metrics.objects import FROC_COLUMNS as METRIC_FROC_COLUMNS
-from medrepro.report.inputs import number, parse_config, read_csv, read_json, require
+from medrepro.report.inputs import number, parse_config, read_csv, read_json, require, scaled_block
 from medrepro.tasks.lowres_evaluate import SUMMARY_KEYS
 
 __all__ = [
@@ -218,20 +218,7 @@ def lowres_block(config: dict[str, Any]) -> dict[str, Any]:
     ``config`` may be the whole pipeline configuration (with ``lowres`` and ``scale``) or the
     block itself. The result has a ``scale`` key (``None`` if unknown).
     """
-    block = config.get("lowres", config)
-    if not isinstance(block, dict):
-        return {"scale": config.get("scale")}
-    scale = config.get("scale", block.get("scale"))
-    merged = {k: v for k, v in block.items() if k != "scales"}
-    scales = block.get("scales")
-    if isinstance(scales, dict) and isinstance(scales.get(scale), dict):
-        for key, value in scales[scale].items():
-            if isinstance(value, dict) and isinstance(merged.get(key), dict):
-                merged[key] = {**merged[key], **value}
-            else:
-                merged[key] = value
-    merged["scale"] = scale
-    return merged
+    return scaled_block(config, "lowres")
 
 
 def _numbers(df: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
